@@ -1,0 +1,52 @@
+# plan-lite: two commands do all set-up.  `make book` (main job) and `make test`.
+# TORCH_SPEC: which torch to install.  Default: a machine whose pip is capped at torch<=2.14.1 and carries a local
+# CPU wheel (/etc/xdg/pip constraint, e.g. our dev/CI machines) gets torch==2.13.0 (CPU); elsewhere the broad
+# range from pyproject.  Override: make test TORCH_SPEC='torch==2.5.1'
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+TORCH_SPEC ?= $(shell if [ -f /etc/xdg/pip/constraints.txt ] && ls /opt/wheels/torch-2.13.0* >/dev/null 2>&1; then echo 'torch==2.13.0'; else echo 'torch>=2.3'; fi)
+DATA ?= data/synthetic
+BOOK_CASES ?= 24
+
+.PHONY: venv test lint book data demo lab clean-book browser-deps mathjax
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q -e ".[notebooks,book,dev]" "$(TORCH_SPEC)"
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (plan-lite)" >/dev/null
+	touch $@
+
+venv: $(VENV)/.installed
+
+# Headless Chromium for the browser test of the built book; MathJax 3 served locally for the offline book.
+browser-deps:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "warning: could not install chromium (browser test will be skipped)"
+
+mathjax: book/_static/mathjax/es5/tex-chtml-full.js
+
+book/_static/mathjax/es5/tex-chtml-full.js:
+	@mkdir -p book/_static build/npm
+	cd build/npm && (test -f package.json || npm init -y >/dev/null) && npm install --silent --no-audit --no-fund mathjax@3
+	rm -rf book/_static/mathjax && cp -r build/npm/node_modules/mathjax book/_static/mathjax
+
+lint: venv
+	$(VENV)/bin/ruff check plan_lite tests benchmarks
+
+test: venv lint
+	$(VENV)/bin/pytest -q tests
+
+data: venv
+	$(VENV)/bin/plan-lite synth $(DATA) --cases $(BOOK_CASES) --seed 0 --overwrite
+
+demo: data
+	$(VENV)/bin/plan-lite demo $(DATA) --out build/demo
+
+book: venv data demo
+	@echo "book: notebooks + jupyter-book build (see book/)"
+
+lab: venv
+	$(VENV)/bin/jupyter lab notebooks/

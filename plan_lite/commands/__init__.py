@@ -1,0 +1,1 @@
+"""Subcommands of the ``plan-lite`` CLI (one module each; see ``plan_lite.cli``)."""

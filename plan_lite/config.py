@@ -1,0 +1,373 @@
+"""One typed config for model, losses, data and training; presets by name (nanoGPT style).
+
+Defaults are the paper's values (``paper`` preset); where the paper is silent they follow the official code
+(alibaba-damo-academy/pixel-lesion-patient-network @ 4ca24452). Every paper/code difference is a field here,
+see ``plan_reference.md`` D1 and ``plan-lite config --preset paper --diff official``.
+
+Tensors are (B, C, D, H, W) with (D, H, W) = (z, y, x). Spacings are (z, y, x) in mm.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+from plan_lite.errors import PlanLiteError
+
+Triple = tuple[int, int, int]
+
+
+@dataclass
+class ModelConfig:
+    """Architecture (Fig. 1): backbone + FPN, pixel branch, anchor queries, lesion branch, patient branch."""
+
+    in_channels: int = 3  # one per CT phase (NC, late arterial, portal venous)
+    num_classes: int = 15  # pixel-branch classes, the fixed label map (labels.py)
+    # nnU-Net-style encoder for 0.7 x 0.7 x 5 mm (plan_reference.md Sec. 4.1)
+    stage_widths: tuple[int, ...] = (32, 64, 128, 256, 320, 320, 320)
+    stage_strides: tuple[Triple, ...] = ((1, 1, 1), (1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2))
+    stage_kernels: tuple[Triple, ...] = ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3))
+    convs_per_stage: int = 2
+    hidden_dim: int = 64  # M: FPN width, pixel embedding P and query width
+    # Lesion branch (Mask2Former decoder, Sec. 2.2). Levels = encoder stage indices whose resolution the
+    # transformer attends to, coarsest first: stages 4/3/2 = in-plane strides 16/8/4.
+    transformer_levels: tuple[int, ...] = (4, 3, 2)
+    num_queries: int = 20  # Q learned queries (paper 20, code 50)
+    num_heads: int = 8
+    dim_feedforward: int = 512
+    dec_layers: int = 3
+    pre_norm: bool = False
+    dropout: float = 0.0
+    query_pos_embed: bool = False  # official PLAN: unused; its Mask2Former baseline uses it
+    fp32_attention: bool = True
+    mask_logits_from_features: bool = True  # D6: exact memory-saving rewrite
+    # Anchor queries (Sec. 2.2; plan_reference.md Sec. 4.3)
+    anchor_queries: bool = True
+    anchor_threshold: float = 0.1
+    anchor_min_voxels: int = 10
+    anchor_max_lesions: int = 20
+    anchor_connectivity: int = 18
+    lesion_stuff_targets: bool = True  # D2: background + organs are stuff targets/anchors (code)
+    # Patient branch (Sec. 2.3; plan_reference.md Sec. 3.2)
+    patient_branch: bool = True
+    patient_sources: tuple[tuple[str, int], ...] = (("enc", 2), ("enc", 4), ("fpn", 4), ("fpn", 2))
+    patient_token_grid: Triple = (3, 8, 8)  # pixel tokens per source (patch-embed kernel = size / grid)
+    patient_memory_tokens: int = 192
+    patient_dim: int = 128
+    patient_heads: int = 8
+    patient_mlp_ratio: float = 4.0
+    patient_dropout: float = 0.2
+    patient_drop_path: float = 0.2
+    patient_groups: str = "paper"  # "paper" or "code" (labels.PATIENT_GROUPS)
+    # Baselines compared in the paper
+    pixel_only: bool = False  # nnU-Net-like: backbone + pixel branch only
+    mask2former: bool = False  # learned queries only, no FES, no patient branch
+
+    @property
+    def use_lesion_branch(self) -> bool:
+        return not self.pixel_only
+
+    @property
+    def use_anchors(self) -> bool:
+        return self.anchor_queries and not self.pixel_only and not self.mask2former
+
+    @property
+    def use_patient_branch(self) -> bool:
+        return self.patient_branch and not self.pixel_only and not self.mask2former
+
+
+@dataclass
+class LossConfig:
+    """Eq. 1: L = 2 L_pixel + sum over prediction sets (2 CE + 5 BCE + 5 Dice) + 1 L_patient + 0.1 L_consist."""
+
+    w_pixel: float = 2.0  # applied to CE and Dice of the pixel branch each (code: seg_CE*2, seg_DC*2)
+    w_class: float = 2.0
+    w_mask: float = 5.0
+    w_dice: float = 5.0
+    w_patient: float = 1.0
+    w_consistency: float = 0.1
+    no_object_weight: float = 0.1
+    num_points: int = 12544  # K
+    oversample_ratio: float = 3.0
+    importance_ratio: float = 0.75
+    fes: bool = True  # foreground-enhanced sampling (Sec. 2.2)
+    fes_fg_points: int = 3  # n (paper 3; code int(0.0002 * K) = 2)
+    fes_fg_on_stuff: bool = False  # code: FES points on stuff targets too
+    fes_point_norm: str = "center"  # "center": (i + 0.5) / S; "code": i / (S - 1)
+    matcher_fg_points: bool = False  # D5 opt-in
+    consistency: bool = True
+    consistency_reduction: str = "sum"  # "sum" (code) or "mean"
+    patient_soft_labels: bool = True
+    patient_size_threshold: float = 100.0  # voxels for a soft label of 1
+    deep_supervision: bool = True  # Mask2Former aux losses on every decoder layer
+    pixel_batch_dice: bool = False
+
+
+@dataclass
+class DataConfig:
+    """Data and preprocessing (nnU-Net CT normalisation)."""
+
+    phases: tuple[str, ...] = ("nc", "la", "pv")
+    spacing: tuple[float, float, float] = (5.0, 0.7, 0.7)  # (z, y, x) mm
+    clip_percentiles: tuple[float, float] = (0.5, 99.5)
+    liver_crop_margin_mm: float = 20.0
+    min_lesion_voxels: int = 10  # smaller lesions -> ignore label in training (code)
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation (paper: RAdam 1e-4, batch 2, patch 24 x 256 x 256; the rest from the official code)."""
+
+    patch_size: Triple = (24, 256, 256)
+    batch_size: int = 2
+    optimizer: str = "radam"
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    poly_power: float = 0.9
+    grad_clip: float = 12.0
+    amp: bool = True  # used on GPU only
+    iters_per_epoch: int = 250
+    stage1_epochs: int = 500  # pixel branch only
+    stage2_epochs: int = 500  # all branches
+    patient_start_epoch: int = 50  # of stage 2: patient + consistency terms start
+    fg_oversample: float = 0.33
+    augment: bool = True
+    elastic: bool = False
+    val_every: int = 250
+    seed: int = 0
+    num_workers: int = 0
+
+
+@dataclass
+class PlanConfig:
+    """Everything that defines a PLAN run. ``get_preset(name, **overrides)`` builds one."""
+
+    name: str = "paper"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PlanConfig:
+        def build(kind, values):
+            kw = {}
+            for f in fields(kind):
+                if f.name in values:
+                    kw[f.name] = _coerce(getattr(kind(), f.name), values[f.name])
+            return kind(**kw)
+
+        return cls(
+            name=d.get("name", "custom"),
+            model=build(ModelConfig, d.get("model", {})),
+            loss=build(LossConfig, d.get("loss", {})),
+            data=build(DataConfig, d.get("data", {})),
+            train=build(TrainConfig, d.get("train", {})),
+        )
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted-key view, e.g. ``{"model.num_queries": 20, ...}``."""
+        return {f"{g}.{k}": v for g in _GROUPS for k, v in asdict(getattr(self, g)).items()}
+
+
+_GROUPS = ("model", "loss", "data", "train")
+
+
+def _coerce(default: Any, value: Any) -> Any:
+    """Convert JSON/CLI values (lists, strings) to the type of the default."""
+    if isinstance(value, str) and not isinstance(default, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            if value.lower() in ("true", "false"):
+                value = value.lower() == "true"
+            else:
+                raise PlanLiteError(f"config: cannot parse value {value!r}") from None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise PlanLiteError(f"config: expected true/false, got {value!r}")
+        return value
+    if isinstance(default, tuple):
+        def tup(v):
+            return tuple(tup(x) for x in v) if isinstance(v, (list, tuple)) else v
+        return tup(value)
+    if isinstance(default, float) and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def apply_overrides(cfg: PlanConfig, **overrides: Any) -> PlanConfig:
+    """Return a copy with overrides applied. Keys are field names (``num_queries``) or dotted (``model.num_queries``)."""
+    cfg = replace(cfg, model=replace(cfg.model), loss=replace(cfg.loss), data=replace(cfg.data),
+                  train=replace(cfg.train))
+    for key, value in overrides.items():
+        if "." in key:
+            group, name = key.split(".", 1)
+            groups = [group] if group in _GROUPS else []
+        else:
+            name = key
+            groups = [g for g in _GROUPS if name in {f.name for f in fields(getattr(cfg, g))}]
+        groups = [g for g in groups if name in {f.name for f in fields(getattr(cfg, g))}]
+        if key == "name":
+            cfg.name = str(value)
+            continue
+        if len(groups) != 1:
+            raise PlanLiteError(f"config: unknown option {key!r}")
+        sub = getattr(cfg, groups[0])
+        setattr(sub, name, _coerce(getattr(sub, name), value))
+    validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: PlanConfig) -> None:
+    """Raise ``PlanLiteError`` for inconsistent settings."""
+    m, d = cfg.model, cfg.data
+    n = len(m.stage_widths)
+    if not (len(m.stage_strides) == len(m.stage_kernels) == n):
+        raise PlanLiteError("config: stage_widths, stage_strides and stage_kernels must have the same length")
+    if any(not 0 <= i < n for i in m.transformer_levels):
+        raise PlanLiteError(f"config: transformer_levels {m.transformer_levels} outside 0..{n - 1}")
+    if m.in_channels != len(d.phases):
+        raise PlanLiteError(f"config: in_channels={m.in_channels} but {len(d.phases)} phases {d.phases}")
+    if m.hidden_dim % m.num_heads:
+        raise PlanLiteError("config: hidden_dim must be divisible by num_heads")
+    if m.patient_groups not in ("paper", "code"):
+        raise PlanLiteError("config: patient_groups must be 'paper' or 'code'")
+    if cfg.loss.fes_point_norm not in ("center", "code"):
+        raise PlanLiteError("config: fes_point_norm must be 'center' or 'code'")
+    if cfg.loss.consistency_reduction not in ("sum", "mean"):
+        raise PlanLiteError("config: consistency_reduction must be 'sum' or 'mean'")
+    total = [1, 1, 1]
+    for s in m.stage_strides:
+        total = [t * x for t, x in zip(total, s)]
+    if any(p % t for p, t in zip(cfg.train.patch_size, total)):
+        raise PlanLiteError(f"config: patch_size {cfg.train.patch_size} not divisible by total stride {tuple(total)}")
+
+
+def cumulative_strides(cfg: PlanConfig) -> list[Triple]:
+    """Cumulative (z, y, x) stride of every encoder stage."""
+    out, cur = [], (1, 1, 1)
+    for s in cfg.model.stage_strides:
+        cur = tuple(c * x for c, x in zip(cur, s))
+        out.append(cur)
+    return out
+
+
+def _paper() -> PlanConfig:
+    return PlanConfig(name="paper")
+
+
+def _paper_nc() -> PlanConfig:
+    cfg = _paper()
+    cfg.name = "paper_nc"
+    cfg.model.in_channels = 1
+    cfg.data.phases = ("nc",)
+    return cfg
+
+
+def _official() -> PlanConfig:
+    """The official code's differences from the paper (plan_reference.md D1)."""
+    cfg = _paper()
+    cfg.name = "official"
+    cfg.model.num_queries = 50
+    cfg.model.patient_groups = "code"
+    cfg.loss.fes_fg_points = 2
+    cfg.loss.fes_fg_on_stuff = True
+    cfg.loss.fes_point_norm = "code"
+    return cfg
+
+
+def _tiny() -> PlanConfig:
+    """Same code, CPU teaching size: 5 stages, widths 8..64, M = 32, Q = 8, K = 2048, patch 16 x 96 x 96."""
+    cfg = _paper()
+    cfg.name = "tiny"
+    m = cfg.model
+    m.stage_widths = (8, 16, 32, 64, 64)
+    m.stage_strides = ((1, 1, 1), (1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2))
+    m.stage_kernels = ((1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3))
+    m.hidden_dim = 32
+    m.num_queries = 8
+    m.num_heads = 4
+    m.dim_feedforward = 128
+    m.patient_token_grid = (2, 3, 3)
+    m.patient_memory_tokens = 16
+    m.patient_dim = 32
+    m.patient_heads = 4
+    m.patient_dropout = 0.0
+    m.patient_drop_path = 0.0
+    cfg.loss.num_points = 2048
+    cfg.data.spacing = (5.0, 2.5, 2.5)
+    cfg.train.patch_size = (16, 96, 96)
+    cfg.train.lr = 1e-3
+    cfg.train.iters_per_epoch = 25
+    cfg.train.stage1_epochs = 4
+    cfg.train.stage2_epochs = 8
+    cfg.train.patient_start_epoch = 2
+    cfg.train.val_every = 50
+    return cfg
+
+
+def _tiny_nc() -> PlanConfig:
+    cfg = _tiny()
+    cfg.name = "tiny_nc"
+    cfg.model.in_channels = 1
+    cfg.data.phases = ("nc",)
+    return cfg
+
+
+PRESETS = {"paper": _paper, "paper_nc": _paper_nc, "official": _official, "tiny": _tiny, "tiny_nc": _tiny_nc}
+# Variants (ablations and baselines) as overrides on any preset.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "plan": {},
+    "no_anchor": {"anchor_queries": False},
+    "no_fes": {"fes": False},
+    "no_consistency": {"consistency": False},
+    "pixel_only": {"pixel_only": True},
+    "mask2former": {"mask2former": True, "query_pos_embed": True},
+}
+
+
+def get_preset(name: str = "paper", **overrides: Any) -> PlanConfig:
+    """A preset by name (``paper``, ``paper_nc``, ``official``, ``tiny``, ``tiny_nc``) with overrides applied."""
+    if name not in PRESETS:
+        raise PlanLiteError(f"config: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    cfg = PRESETS[name]()
+    validate_config(cfg)
+    return apply_overrides(cfg, **overrides) if overrides else cfg
+
+
+def config_diff(a: PlanConfig, b: PlanConfig) -> list[tuple[str, Any, Any]]:
+    """Rows (dotted key, value in a, value in b) where the two configs differ (``name`` excluded)."""
+    fa, fb = a.flat(), b.flat()
+    return [(k, fa[k], fb[k]) for k in fa if fa[k] != fb[k]]
+
+
+def config_diff_markdown(a: PlanConfig, b: PlanConfig) -> str:
+    """The diff as a markdown table (shown in the book's "paper vs official code" page)."""
+    rows = [f"| option | {a.name} | {b.name} |", "|---|---|---|"]
+    rows += [f"| `{k}` | {va} | {vb} |" for k, va, vb in config_diff(a, b)]
+    return "\n".join(rows)
+
+
+def parse_overrides(items: list[str] | None) -> dict[str, Any]:
+    """``["num_queries=50", "model.fes=false"]`` -> dict (values parsed later against field types)."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise PlanLiteError(f"config: override {item!r} must look like key=value")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+__all__ = [
+    "ModelConfig", "LossConfig", "DataConfig", "TrainConfig", "PlanConfig", "get_preset", "apply_overrides",
+    "config_diff", "config_diff_markdown", "parse_overrides", "cumulative_strides", "PRESETS", "VARIANTS",
+]
