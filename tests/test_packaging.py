@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 
 ROOT = Path(__file__).resolve().parents[1]
 # pip name -> conda-forge name where they differ
@@ -19,7 +22,8 @@ def test_environment_yml_mirrors_pyproject():
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     core = {CONDA_NAMES.get(_name(d), _name(d)) for d in deps}
     env = (ROOT / "environment.yml").read_text()
-    conda = {_name(m.group(1)) for m in re.finditer(r"^  - ([A-Za-z0-9_.\-]+[^\n#]*)", env, re.M)}
+    deps_block = env.split("dependencies:", 1)[1]
+    conda = {_name(m.group(1)) for m in re.finditer(r"^  - ([A-Za-z0-9_.\-]+[^\n#:]*)$", deps_block, re.M)}
     conda -= {"python", "pip", "nodejs"}
     assert core == conda, f"only in pyproject: {core - conda}; only in environment.yml: {conda - core}"
     assert "-e .[notebooks,book,dev]" in env

@@ -1,0 +1,31 @@
+"""Pixel-, lesion- and patient-level evaluation of PLAN predictions (paper Tables 1 and 2).
+
+The protocol (lesions = 26-connected tumour components, 3 mm radius rule, one-to-one matching at lesion Dice > 0.2,
+recall by radius bin, majority lesion type; patient sensitivity/specificity at a val-chosen threshold, AUCs) is
+documented in the submodules: ``lesion``, ``pixel``, ``patient``, ``evaluate``, ``report``.
+"""
+
+from plan_lite.metrics.evaluate import evaluate_case, evaluate_folders, flatten_metrics
+from plan_lite.metrics.lesion import (
+    bin_names,
+    equivalent_radius,
+    lesion_metrics_case,
+    match_lesions,
+    summarize_lesions,
+    tumor_mask,
+)
+from plan_lite.metrics.patient import (
+    choose_threshold,
+    patient_metrics,
+    read_cases_table,
+    read_patient_scores,
+    roc_curves,
+)
+from plan_lite.metrics.pixel import pixel_dice, summarize_pixel
+from plan_lite.metrics.report import plot_roc, tables_markdown
+
+__all__ = [
+    "bin_names", "choose_threshold", "equivalent_radius", "evaluate_case", "evaluate_folders", "flatten_metrics",
+    "lesion_metrics_case", "match_lesions", "patient_metrics", "pixel_dice", "plot_roc", "read_cases_table",
+    "read_patient_scores", "roc_curves", "summarize_lesions", "summarize_pixel", "tables_markdown", "tumor_mask",
+]

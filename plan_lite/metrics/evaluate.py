@@ -1,0 +1,172 @@
+"""Evaluate a folder of predicted label maps (and patient scores) against ground truth.
+
+``gt_dir`` is an MSD/nnU-Net dataset folder (``labelsTr/{case}.nii.gz``) or a plain folder of ``{case}.nii.gz``;
+``pred_dir`` holds ``{case}.nii.gz`` and ``{case}_patient.json``. Shapes must match and spacings agree (else a
+``PlanLiteError`` naming the prediction file). Without a cases table the evaluated cases are the predictions found
+in ``pred_dir`` (each must have a GT), and only pixel and lesion metrics are computed; with one, the cases of
+``splits`` are evaluated and patient metrics added (threshold from the ``val`` split, see ``patient.py``).
+
+metrics.json layout (stable keys): ``{"pixel": {"dice", "dice_incl_empty"}, "lesion": {"tp", "fp", "fn",
+"precision", "recall", "recall_by_radius": {"[3,5)": {"gt", "detected", "recall"}, ...}, "type_accuracy"},
+"patient": {"sensitivity", "specificity_normal", "specificity_hard", "auc_malignant", "auc_benign",
+"auc_types_mean", "auc_types_n", "threshold", ...}, "n_cases", "protocol", "per_case"}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from plan_lite.errors import PlanLiteError
+from plan_lite.labels import PATIENT_GROUPS
+from plan_lite.metrics.lesion import DEFAULT_RADIUS_BINS, lesion_metrics_case, summarize_lesions, tumor_mask
+from plan_lite.metrics.patient import PATIENT_NAMES, patient_metrics, read_cases_table, read_patient_scores
+from plan_lite.metrics.pixel import dice_from_counts, summarize_pixel
+
+SUFFIX = ".nii.gz"
+PATIENT_KEYS = ("sensitivity", "specificity", "specificity_normal", "specificity_hard", "auc_any_tumor",
+                "auc_malignant", "auc_benign", "auc_types_mean", "auc_types_n", "threshold")
+
+
+def evaluate_case(gt: np.ndarray, pred: np.ndarray, spacing, **lesion_opts) -> dict:
+    """Pixel Dice, lesion counts and predicted group volumes (mm^3) of one (D, H, W) case."""
+    g, p = tumor_mask(gt), tumor_mask(pred)
+    ng, npr, inter = int(np.count_nonzero(g)), int(np.count_nonzero(p)), int(np.count_nonzero(g & p))
+    les = lesion_metrics_case(gt, pred, spacing, **lesion_opts)
+    vox = float(np.prod(np.asarray(spacing, dtype=np.float64)))
+    vol = {name: vox * sum(les["pred_label_voxels"].get(k, 0) for k in labels)
+           for name, labels in PATIENT_GROUPS["paper"]}
+    return {"pixel": {"dice": dice_from_counts(inter, ng, npr), "gt_empty": ng == 0}, "lesion": les,
+            "pred_volume_mm3": vol}
+
+
+def _label_dir(gt_dir: Path) -> Path:
+    return gt_dir / "labelsTr" if (gt_dir / "labelsTr").is_dir() else gt_dir
+
+
+def _case_ids(folder: Path) -> list[str]:
+    return sorted(f.name[: -len(SUFFIX)] for f in folder.glob(f"*{SUFFIX}") if not f.name.startswith("."))
+
+
+def _read_pair(gt_path: Path, pred_path: Path):
+    from plan_lite.data.io import read_image
+
+    for pth in (gt_path, pred_path):
+        if not pth.is_file():
+            raise PlanLiteError(f"{pth}: missing {'prediction' if pth == pred_path else 'ground truth'} file")
+    gt, gsp, _ = read_image(gt_path)
+    pred, psp, _ = read_image(pred_path)
+    if gt.shape != pred.shape:
+        raise PlanLiteError(f"{pred_path}: shape {pred.shape} (z,y,x) does not match ground truth {gt.shape}")
+    if not np.allclose(gsp, psp, rtol=1e-3, atol=1e-3):
+        raise PlanLiteError(f"{pred_path}: spacing {tuple(round(s, 4) for s in psp)} (z,y,x) mm does not match "
+                            f"ground truth {tuple(round(s, 4) for s in gsp)}")
+    return np.asarray(gt), np.asarray(pred), gsp
+
+
+def evaluate_folders(gt_dir, pred_dir, cases_csv=None, splits=("test",), score_source: str = "patient",
+                     progress: bool = True, *, threshold_split: str = "val", threshold_method: str = "youden",
+                     target_specificity: float = 0.95, ignore_other_type: bool = False, min_radius_mm: float = 3.0,
+                     dice_threshold: float = 0.2, matching: str = "optimal", connectivity: int = 26,
+                     radius_bins=DEFAULT_RADIUS_BINS, return_curves: bool = False) -> dict:
+    """metrics.json content for a prediction folder (see the module docstring). ``splits=None``: every row.
+
+    ``return_curves`` adds ``"_roc"`` (ROC curves of the evaluated split, for :func:`report.plot_roc`).
+    """
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    if score_source not in ("patient", "volume"):
+        raise PlanLiteError(f"score_source must be 'patient' or 'volume', got {score_source!r}")
+    for d in (gt_dir, pred_dir):
+        if not d.is_dir():
+            raise PlanLiteError(f"{d}: not a directory")
+    labels = _label_dir(gt_dir)
+    rows = read_cases_table(cases_csv) if cases_csv is not None else None
+    if isinstance(splits, str):
+        splits = (splits,)
+    if rows is None:
+        cases = _case_ids(pred_dir)
+        if not cases:
+            raise PlanLiteError(f"{pred_dir}: no predicted label maps (*{SUFFIX})")
+        extra_cases: list[str] = []
+    else:
+        cases = [r["case"] for r in rows if splits is None or r["split"] in splits]
+        if not cases:
+            raise PlanLiteError(f"{cases_csv}: no cases in split(s) {', '.join(splits or ())}")
+        extra_cases = [r["case"] for r in rows if r["split"] == threshold_split and r["case"] not in cases]
+    opts = {"min_radius_mm": min_radius_mm, "dice_threshold": dice_threshold, "matching": matching,
+            "connectivity": connectivity, "radius_bins": tuple(radius_bins)}
+    it = cases
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(cases, desc="evaluate", unit="case")
+    per_case, lesions, pixels, volumes = {}, [], [], {}
+    for case in it:
+        gt, pred, sp = _read_pair(labels / f"{case}{SUFFIX}", pred_dir / f"{case}{SUFFIX}")
+        r = evaluate_case(gt, pred, sp, details=False, **opts)
+        pixels.append(r["pixel"])
+        lesions.append(r["lesion"])
+        volumes[case] = r["pred_volume_mm3"]
+        lc = r["lesion"]
+        per_case[case] = {"dice": r["pixel"]["dice"], "gt_empty": r["pixel"]["gt_empty"], "tp": lc["tp"],
+                          "fp": lc["fp"], "fn": lc["fn"], "pred_volume_mm3": r["pred_volume_mm3"]["any_tumor"]}
+    out = {"n_cases": len(cases), "splits": list(splits) if (rows is not None and splits) else None,
+           "pixel": summarize_pixel(pixels),
+           "lesion": summarize_lesions(lesions, radius_bins, ignore_other_type=ignore_other_type),
+           "protocol": {**opts, "radius_bins": list(radius_bins), "ignore_other_type": ignore_other_type,
+                        "score_source": score_source, "threshold_split": threshold_split,
+                        "threshold_method": threshold_method, "target_specificity": target_specificity},
+           "per_case": per_case}
+    if rows is None:
+        out["patient"] = {**{k: None for k in PATIENT_KEYS}, "auc_types_n": 0, "available": False,
+                          "note": "no cases table (--cases): patient metrics not computed"}
+        return out
+    scores = _scores(cases, extra_cases, pred_dir, volumes, score_source)
+    pm = patient_metrics(rows, scores, threshold_split=threshold_split,
+                         eval_split=None if splits is None else tuple(splits), threshold_method=threshold_method,
+                         target_specificity=target_specificity)
+    out["patient"] = {**pm, "available": True, "score_source": score_source}
+    if return_curves:
+        from plan_lite.metrics.patient import roc_curves
+
+        out["_roc"] = roc_curves(rows, scores, eval_split=None if splits is None else tuple(splits))
+    return out
+
+
+def _scores(cases, extra_cases, pred_dir: Path, volumes: dict, score_source: str) -> dict:
+    """Patient scores of the evaluated cases (required) and of threshold-split cases (when available)."""
+    scores: dict[str, dict[str, float]] = {}
+    if score_source == "patient":
+        for case in list(cases) + list(extra_cases):
+            pth = pred_dir / f"{case}_patient.json"
+            if pth.is_file():
+                scores[case] = read_patient_scores(pth)
+            elif case in cases:
+                raise PlanLiteError(f"{pth}: missing patient scores (use --score-source volume for a baseline)")
+        return scores
+    scores.update({c: {n: float(volumes[c][n]) for n in PATIENT_NAMES} for c in cases})
+    for case in extra_cases:
+        pth = pred_dir / f"{case}{SUFFIX}"
+        if pth.is_file():  # threshold split: only the predicted volumes are needed
+            from plan_lite.data.io import read_image
+
+            pred, sp, _ = read_image(pth)
+            counts = np.bincount(pred[tumor_mask(pred)].astype(np.int64).ravel(), minlength=16)
+            vox = float(np.prod(np.asarray(sp, dtype=np.float64)))
+            scores[case] = {name: vox * float(sum(counts[k] for k in lab)) for name, lab in PATIENT_GROUPS["paper"]}
+    return scores
+
+
+def flatten_metrics(m: dict, prefix: str = "") -> dict:
+    """Dotted keys (``pixel.dice``, ``lesion.recall_by_radius.[3,5).recall``, ...); skips ``per_case`` and ``_*``."""
+    flat = {}
+    for k, v in m.items():
+        if not prefix and (k == "per_case" or k.startswith("_")):
+            continue
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(flatten_metrics(v, key + "."))
+        else:
+            flat[key] = v
+    return flat

@@ -1,0 +1,81 @@
+"""Markdown tables shaped like the paper's Table 1 (patient-level screening) and Table 2 (lesion level), and ROC
+curve plots (matplotlib, Agg backend) with the operating point marked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100.0 * v:.1f}"
+
+
+def _row(cells) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _table(header, rows) -> str:
+    return "\n".join([_row(header), _row(["---"] * len(header)), *(_row(r) for r in rows)])
+
+
+def tables_markdown(metrics: dict, title: str | None = None) -> str:
+    """Table 1 (patient level) when patient metrics exist, and Table 2 (lesion level). Values in %."""
+    parts = [f"## {title}\n"] if title else []
+    pat = metrics.get("patient") or {}
+    if pat.get("available", pat.get("sensitivity") is not None):
+        types = _pct(pat.get("auc_types_mean"))
+        parts += [
+            f"**Table 1 - patient level** (n={pat.get('n', '?')}, scores: {pat.get('score_source', '?')}, "
+            f"threshold {pat.get('threshold', float('nan')):.4g}: {pat.get('threshold_source', '')})\n",
+            _table(["Sensitivity", "Specificity (normal)", "Specificity (hard)", "Specificity (all)",
+                    "AUC tumour", "AUC malignant", "AUC benign", "AUC types (mean)"],
+                   [[_pct(pat.get("sensitivity")), _pct(pat.get("specificity_normal")),
+                     _pct(pat.get("specificity_hard")), _pct(pat.get("specificity")),
+                     _pct(pat.get("auc_any_tumor")), _pct(pat.get("auc_malignant")), _pct(pat.get("auc_benign")),
+                     f"{types} ({pat.get('auc_types_n', 0)} types)"]]),
+            "",
+        ]
+    les = metrics.get("lesion") or {}
+    pix = metrics.get("pixel") or {}
+    bins = les.get("recall_by_radius") or {}
+    prot = metrics.get("protocol") or {}
+    header = ["Precision", "Recall", *(f"Recall r{b} mm (n)" for b in bins), "Type acc.", "Dice", "Dice incl. empty"]
+    row = [_pct(les.get("precision")), _pct(les.get("recall")),
+           *(f"{_pct(v.get('recall'))} ({v.get('gt', 0)})" for v in bins.values()),
+           _pct(les.get("type_accuracy")), _pct(pix.get("dice")), _pct(pix.get("dice_incl_empty"))]
+    parts += [
+        f"**Table 2 - lesion level** (cases={metrics.get('n_cases', '?')}, TP={les.get('tp')}, FP={les.get('fp')}, "
+        f"FN={les.get('fn')}; lesion Dice > {prot.get('dice_threshold', 0.2)}, radius >= "
+        f"{prot.get('min_radius_mm', 3)} mm)\n",
+        _table(header, [row]),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def plot_roc(curves: dict, path, operating_point: tuple[float, float] | None = None, title: str = "ROC",
+             op_curve: str = "any_tumor") -> Path:
+    """Save ROC curves ``{name: {"fpr", "tpr", "auc"}}`` as PNG; ``operating_point`` = (1 - specificity,
+    sensitivity) of ``op_curve`` is marked. Returns the path (written atomically)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from plan_lite.utils import atomic_path
+
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
+    for name, c in curves.items():
+        auc = c.get("auc")
+        ax.plot(c["fpr"], c["tpr"], lw=1.8, label=f"{name} (AUC {auc:.3f})" if auc is not None else name)
+    if operating_point is not None and None not in operating_point:
+        ax.plot([operating_point[0]], [operating_point[1]], "o", ms=8, mfc="none", mec="k", mew=1.5,
+                label=f"operating point ({op_curve})")
+    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity", ylabel="sensitivity", title=title)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
