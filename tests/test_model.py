@@ -1,0 +1,283 @@
+"""Tests for plan_lite.model: output contract, switches, anchors, attention masks, D6, inference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from plan_lite.config import PRESETS, VARIANTS, get_preset
+from plan_lite.errors import PlanLiteError
+from plan_lite.labels import LESION_LABELS, NUM_CLASSES, NUM_PATIENT_OUTPUTS
+from plan_lite.model import PLAN, compute_anchors, mask_logits
+from plan_lite.model.anchors import AnchorSet
+from plan_lite.model.inference import extract_lesions, label_lesions, semantic_inference
+from plan_lite.model.lesion_branch import LesionBranch, attention, level_mask_logits
+from plan_lite.model.position_encoding import axis_channels, sine_position_encoding_3d
+
+torch.set_num_threads(2)
+
+# tiny preset on a small input: total stride (4, 16, 16); patient grid (2, 3, 3) needs stage-4 size (2, 3, 3)
+SMALL = (8, 48, 48)
+
+
+def tiny(**overrides):
+    return get_preset("tiny", patch_size=SMALL, **overrides)
+
+
+def all_outputs_loss(out: dict) -> torch.Tensor:
+    """A scalar touching every output (full-resolution mask logits of every prediction set included)."""
+    loss = out["pixel_logits"].float().mean() + out["mask_features"].float().mean()
+    if "pred_logits" in out:
+        for s in [out, *out["aux_outputs"]]:
+            loss = loss + s["pred_logits"].float().mean()
+            loss = loss + mask_logits(out, mask_embed=s["pred_mask_embed"]).float().sigmoid().mean()
+    if "patient_logits" in out:
+        loss = loss + out["patient_logits"].float().mean()
+    return loss
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_builds(name):
+    model = PLAN(get_preset(name))
+    counts = model.parameter_counts()
+    print(f"{name}: {counts}")
+    assert counts["total"] == sum(p.numel() for p in model.parameters()) == model.num_parameters()
+    assert all(counts[p] > 0 for p in ("backbone", "pixel", "lesion", "patient"))
+
+
+def test_paper_forward_backward_small_input():
+    """Paper architecture on (1, 3, 8, 64, 64) (divisible by the total stride (4, 64, 64))."""
+    torch.manual_seed(0)
+    cfg = get_preset("paper", patch_size=(8, 64, 64), patient_token_grid=(2, 2, 2))
+    model = PLAN(cfg)
+    print(f"paper (patch 8x64x64, token grid 2x2x2): {model.parameter_counts()}")
+    out = model(torch.randn(1, 3, 8, 64, 64))
+    assert out["pixel_logits"].shape == (1, 15, 8, 64, 64)
+    assert out["mask_features"].shape == (1, 64, 8, 64, 64)
+    assert out["pred_logits"].shape[-1] == 16 and out["patient_logits"].shape == (1, 11)
+    all_outputs_loss(out).backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_tiny_output_contract():
+    torch.manual_seed(0)
+    cfg = tiny()
+    model = PLAN(cfg).eval()
+    b, (d, h, w) = 2, SMALL
+    with torch.no_grad():
+        out = model(torch.randn(b, 3, d, h, w))
+    m = cfg.model
+    q = out["pred_logits"].shape[1]
+    assert out["pixel_logits"].shape == (b, NUM_CLASSES, d, h, w)
+    assert out["mask_features"].shape == (b, m.hidden_dim, d, h, w)
+    assert out["pred_logits"].shape == (b, q, NUM_CLASSES + 1)
+    assert out["pred_mask_embed"].shape == (b, q, m.hidden_dim)
+    assert out["query_padding_mask"].shape == (b, q) and out["query_padding_mask"].dtype == torch.bool
+    assert out["query_kind"].shape == (b, q) and out["query_kind"].dtype == torch.long
+    assert out["num_anchors"].shape == (b,) and out["num_anchors"].dtype == torch.long
+    assert q == m.num_queries + int(out["num_anchors"].max())
+    assert len(out["aux_outputs"]) == m.dec_layers  # initial queries + every layer but the last
+    for aux in out["aux_outputs"]:
+        assert aux["pred_logits"].shape == out["pred_logits"].shape
+        assert aux["pred_mask_embed"].shape == out["pred_mask_embed"].shape
+    assert out["patient_logits"].shape == (b, NUM_PATIENT_OUTPUTS)
+    for i in range(b):
+        a = int(out["num_anchors"][i])
+        kinds = out["query_kind"][i]
+        assert (kinds[: m.num_queries] == 0).all() and (kinds[m.num_queries: m.num_queries + a] > 0).all()
+        assert ((kinds == -1) == out["query_padding_mask"][i]).all()
+        assert out["anchor_masks"][i].shape == (a, d, h, w) and out["anchor_masks"][i].dtype == torch.bool
+    assert all(torch.isfinite(out[k]).all() for k in ("pred_logits", "pred_mask_embed", "patient_logits"))
+    assert set(model(torch.randn(1, 3, d, h, w), stage=1)) == {"pixel_logits", "mask_features"}
+
+
+@pytest.mark.parametrize("variant", ["plan", "mask2former"])
+def test_gradients_reach_every_parameter(variant):
+    torch.manual_seed(0)
+    model = PLAN(tiny(**VARIANTS[variant])).train()
+    out = model(torch.randn(2, 3, *SMALL))
+    all_outputs_loss(out).backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing, missing
+
+
+def test_switches_remove_their_part():
+    models = {v: PLAN(tiny(**VARIANTS[v])) for v in ("pixel_only", "mask2former", "plan", "no_anchor")}
+    n = {v: m.num_parameters() for v, m in models.items()}
+    assert n["pixel_only"] < n["mask2former"] < n["plan"]
+    assert models["pixel_only"].lesion is None and models["pixel_only"].patient is None
+    assert models["mask2former"].patient is None and models["mask2former"].lesion.query_embed is not None
+    assert models["plan"].lesion.query_embed is None  # no unused parameters (query_pos_embed off)
+    x = torch.randn(1, 3, *SMALL)
+    with torch.no_grad():
+        assert set(models["pixel_only"](x)) == {"pixel_logits", "mask_features"}
+        out = models["no_anchor"](x)
+        assert int(out["num_anchors"].sum()) == 0 and out["pred_logits"].shape[1] == 8
+        assert out["anchor_masks"][0].shape[0] == 0
+        out = models["mask2former"](x)
+        assert "patient_logits" not in out and int(out["num_anchors"].sum()) == 0
+
+
+def test_bad_input_sizes_raise():
+    model = PLAN(tiny())
+    with pytest.raises(PlanLiteError, match="total stride"):
+        model(torch.randn(1, 3, 8, 40, 48))
+    with pytest.raises(PlanLiteError, match="patient_token_grid"):
+        model(torch.randn(1, 3, 8, 64, 64))  # stage-4 size (2, 4, 4) does not give the (1, 1, 1) patches
+
+
+def _crafted_label_map():
+    """(8, 32, 32): background, liver block, lesion 7 (3x4x4 = 48 vox), lesion 9 (2x3x3 = 18), lesion 8 (5 vox)."""
+    lab = torch.zeros(8, 32, 32, dtype=torch.long)
+    lab[1:7, 4:28, 4:28] = 1
+    lab[2:5, 6:10, 6:10] = 7
+    lab[4:6, 18:21, 18:21] = 9
+    lab[2, 22:27, 10] = 8  # 5 voxels <= anchor_min_voxels (10): no anchor
+    return lab
+
+
+def test_compute_anchors_ground_truth_like_prediction():
+    torch.manual_seed(0)
+    lab = _crafted_label_map()
+    logits = 20.0 * torch.nn.functional.one_hot(lab, NUM_CLASSES).permute(3, 0, 1, 2)[None].float()
+    emb = torch.randn(1, 32, *lab.shape)
+    anchors = compute_anchors(logits, emb, tiny())
+    kinds, labels, masks, vecs = anchors.kinds[0], anchors.labels[0], anchors.masks[0], anchors.vectors[0]
+    assert anchors.counts() == [4]
+    assert kinds.tolist() == [1, 1, 2, 2] and labels.tolist() == [0, 1, -1, -1]
+    expected = [lab == 0, lab == 1, lab == 7, lab == 9]  # stuff ascending, then lesions largest first
+    for i, region in enumerate(expected):
+        assert torch.equal(masks[i], region)
+        torch.testing.assert_close(vecs[i], emb[0][:, region].mean(1), rtol=1e-5, atol=1e-5)
+    # no stuff anchors without lesion_stuff_targets; the cap keeps the largest lesion
+    a = compute_anchors(logits, emb, tiny(lesion_stuff_targets=False, anchor_max_lesions=1))
+    assert a.counts() == [1] and torch.equal(a.masks[0][0], lab == 7)
+    # nothing at all -> no anchors
+    a = compute_anchors(logits, emb, tiny(lesion_stuff_targets=False, anchor_threshold=1.1))
+    assert a.counts() == [0] and a.vectors[0].shape == (0, 32) and a.masks[0].shape == (0, *lab.shape)
+
+
+def _branch_inputs(cfg, b=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    m = cfg.model
+    mask_features = torch.randn(b, m.hidden_dim, 8, 32, 32, generator=g)
+    levels = [torch.randn(b, m.hidden_dim, *s, generator=g) for s in ((2, 2, 2), (4, 4, 4), (8, 8, 8))]
+    return levels, mask_features
+
+
+def test_padding_and_fully_blocked_rows_give_no_nan(monkeypatch):
+    """Different anchor counts per image (padding rows) and every attention row blocked (pitfall 1)."""
+    torch.manual_seed(0)
+    cfg = tiny()
+    branch = LesionBranch(cfg.model)
+    levels, feats = _branch_inputs(cfg)
+    anchors = AnchorSet(vectors=[torch.zeros(0, 32), torch.randn(3, 32)], masks=[], kinds=[
+        torch.zeros(0, dtype=torch.long), torch.tensor([1, 2, 2])], labels=[])
+    monkeypatch.setattr(LesionBranch, "attn_mask", lambda self, e, f, size, r=None: torch.ones(
+        e.shape[0] * self.num_heads, e.shape[1], math.prod(size), dtype=torch.bool))
+    out = branch(levels, feats, anchors)
+    assert out["query_padding_mask"].tolist() == [[False] * 8 + [True] * 3, [False] * 11]
+    assert out["query_kind"][0, 8:].tolist() == [-1] * 3 and out["query_kind"][1, 8:].tolist() == [1, 2, 2]
+    for s in [out, *out["aux_outputs"]]:
+        assert torch.isfinite(s["pred_logits"]).all() and torch.isfinite(s["pred_mask_embed"]).all()
+    out["pred_logits"].sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in branch.parameters() if p.grad is not None)
+
+
+def test_fp32_attention_under_autocast():
+    """D4: attention maths run in fp32 even under low-precision autocast; outputs stay finite."""
+    torch.manual_seed(0)
+    cfg = tiny()
+    branch = LesionBranch(cfg.model)
+    levels, feats = _branch_inputs(cfg)
+    mha = branch.layers[0].cross
+    q, k = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attention(mha, q, k, k, fp32=True).dtype == torch.float32
+        assert attention(mha, q, k, k, fp32=False).dtype == torch.bfloat16
+        out = branch(levels, feats, None)
+    assert torch.isfinite(out["pred_logits"].float()).all()
+
+
+def test_d6_mask_logits_from_features_equal_resized_full_logits():
+    """D6: emb . resize(P) == resize(emb . P) for trilinear (linear) interpolation."""
+    torch.manual_seed(0)
+    emb = torch.randn(2, 11, 32)
+    feats = torch.randn(2, 32, 8, 32, 32)
+    for size in ((2, 2, 2), (4, 8, 8), (8, 8, 8), (8, 32, 32)):
+        a = level_mask_logits(emb, feats, size, from_features=True)
+        b = level_mask_logits(emb, feats, size, from_features=False)
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    # whole branch: both paths give the same outputs
+    cfg_a, cfg_b = tiny(), tiny(mask_logits_from_features=False)
+    ba, bb = LesionBranch(cfg_a.model), LesionBranch(cfg_b.model)
+    bb.load_state_dict(ba.state_dict())
+    levels, feats = _branch_inputs(cfg_a)
+    oa, ob = ba(levels, feats, None), bb(levels, feats, None)
+    torch.testing.assert_close(oa["pred_logits"], ob["pred_logits"], rtol=1e-4, atol=1e-4)
+
+
+def test_position_encoding():
+    assert axis_channels(64) == (20, 22, 22) and axis_channels(32) == (8, 12, 12)
+    pe = sine_position_encoding_3d((3, 4, 5), 64)
+    assert pe.shape == (64, 3, 4, 5)
+    # z block: channel 0 = sin(pos_z), channel 1 = cos(pos_z); x block starts at 20 + 22
+    pos_z = torch.arange(1, 4) / (3 + 1e-6) * 2 * math.pi
+    torch.testing.assert_close(pe[0, :, 0, 0], pos_z.sin())
+    torch.testing.assert_close(pe[1, :, 0, 0], pos_z.cos())
+    pos_x = torch.arange(1, 6) / (5 + 1e-6) * 2 * math.pi
+    torch.testing.assert_close(pe[42 + 2, 0, 0, :], (pos_x / 10000 ** (2 / 22)).sin())
+    assert torch.equal(pe[42:, 0, 0], pe[42:, 2, 3])  # x channels do not depend on z, y
+
+
+def test_mask_logits_and_semantic_inference():
+    torch.manual_seed(0)
+    out = {"pred_mask_embed": torch.randn(2, 11, 32), "mask_features": torch.randn(2, 32, 4, 8, 8),
+           "pred_logits": torch.randn(2, 11, 16), "query_padding_mask": torch.zeros(2, 11, dtype=torch.bool)}
+    full = torch.einsum("bqm,bmdhw->bqdhw", out["pred_mask_embed"], out["mask_features"])
+    torch.testing.assert_close(mask_logits(out, chunk=3), full)
+    torch.testing.assert_close(mask_logits(out, index=[0, 5]), full[:, [0, 5]])
+    out["query_padding_mask"][0, 9:] = True
+    probs = semantic_inference(out, chunk=4)
+    assert probs.shape == (2, 15, 4, 8, 8)
+    torch.testing.assert_close(probs.sum(1), torch.ones(2, 4, 8, 8))
+    # padded queries contribute nothing
+    ref = semantic_inference({**out, "pred_logits": out["pred_logits"][:, :9],
+                              "pred_mask_embed": out["pred_mask_embed"][:, :9],
+                              "query_padding_mask": out["query_padding_mask"][:, :9]})
+    torch.testing.assert_close(probs[0], ref[0])
+    pix = semantic_inference({"pixel_logits": torch.randn(1, 15, 4, 8, 8)})
+    torch.testing.assert_close(pix.sum(1), torch.ones(1, 4, 8, 8))
+
+
+def test_extract_lesions():
+    spacing = (2.0, 1.0, 1.0)  # 2 mm^3 per voxel
+    lab = np.zeros((10, 40, 40), dtype=np.uint8)
+    lab[1:9, 2:25, 2:25] = 1  # liver
+    lab[2:5, 5:10, 5:10] = 7  # 75 vox = 150 mm^3, inside the liver
+    lab[5:7, 12:17, 12:15] = 11  # 30 vox of label 11 + 40 vox of label 13 -> one lesion, majority 13
+    lab[5:7, 12:17, 15:19] = 13
+    lab[6:8, 18:20, 20:23] = 9  # 12 vox = 24 mm^3 < 25: dropped
+    lab[2:6, 30:35, 30:35] = 8  # 100 vox, 5+ mm from the liver: dropped
+    probs = np.eye(15, dtype=np.float32)[lab].transpose(3, 0, 1, 2)
+    recs, inst = label_lesions(lab, probs, spacing)
+    assert len(recs) == 2
+    assert [r["label"] for r in recs] == [7, 13]
+    assert [r["volume_mm3"] for r in recs] == [150.0, 140.0]
+    assert recs[0]["bbox"] == (2, 5, 5, 5, 10, 10) and recs[0]["centroid"] == (3.0, 7.0, 7.0)
+    assert recs[0]["probability"] == pytest.approx(1.0) and recs[0]["type_probs"]["hcc"] == pytest.approx(1.0)
+    assert recs[1]["type_probs"]["cyst"] == pytest.approx(40 / 70)
+    assert recs[0]["radius_mm"] == pytest.approx((3 * 150 / (4 * math.pi)) ** (1 / 3))
+    assert set(np.unique(inst)) == {0, 1, 2} and (inst == 1).sum() == 75
+    # the far lesion is kept without the liver-distance test; tie -> smaller label
+    assert len(extract_lesions(lab, None, spacing, max_liver_distance_mm=None)) == 3
+    tie = np.zeros((4, 8, 8), dtype=np.uint8)
+    tie[1:3, 2:4, 2:4] = 12
+    tie[1:3, 2:4, 4:6] = 10
+    (rec,) = extract_lesions(tie, None, (5.0, 1.0, 1.0), max_liver_distance_mm=3.0)  # no liver: test skipped
+    assert rec["label"] == 10 and rec["probability"] == 1.0 and len(rec["type_probs"]) == len(LESION_LABELS)
+    assert rec["type_probs"]["fnh"] == rec["type_probs"]["hepatoblastoma"] == 0.5
