@@ -1,0 +1,1 @@
+"""Data: synthetic generator, dataset I/O, validation, preprocessing, augmentation."""
