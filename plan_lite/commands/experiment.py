@@ -1,15 +1,33 @@
-"""``plan-lite experiment`` (not implemented yet)."""
+"""``plan-lite experiment DATASET --out DIR [--preset tiny] [--variants ...] [--max-steps N] [--max-minutes M]``
+(paper Table 4: ablations and baselines with one budget; ``plan_lite.engine.experiment``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from plan_lite.errors import PlanLiteError
+DEFAULT_VARIANTS = ("plan", "no_anchor", "no_fes", "no_consistency", "pixel_only", "mask2former")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*")
+    p.add_argument("dataset", help="dataset folder with cases.csv (train/val/test splits)")
+    p.add_argument("--out", required=True, help="experiment folder (one sub-folder per variant, ablation.md)")
+    p.add_argument("--preset", default="tiny", help="preset for every variant [tiny]")
+    p.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=DEFAULT_VARIANTS,
+                   metavar="VARIANT", help=f"variants to run [{' '.join(DEFAULT_VARIANTS)}]")
+    p.add_argument("--max-steps", type=int, help="training steps per variant (default: the preset's schedule)")
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget per variant")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override for all")
+    p.add_argument("--device", choices=("cpu", "cuda"))
+    p.add_argument("--no-progress", action="store_true")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise PlanLiteError("experiment: not implemented yet")
+    from plan_lite.config import parse_overrides
+    from plan_lite.engine.experiment import run_experiment
+
+    run_experiment(args.dataset, args.out, preset=args.preset, variants=tuple(args.variants),
+                   max_steps=args.max_steps, max_minutes=args.max_minutes, seed=args.seed,
+                   overrides=parse_overrides(args.overrides), device=args.device, progress=not args.no_progress)
+    print((__import__("pathlib").Path(args.out) / "ablation.md").read_text())
+    return 0

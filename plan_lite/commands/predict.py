@@ -1,15 +1,34 @@
-"""``plan-lite predict`` (not implemented yet)."""
+"""``plan-lite predict CHECKPOINT INPUT... --out DIR [--split test] [--keep-outside-liver]``
+(plan_reference.md Sec. 3.2, 4.8).
+
+INPUT is one image file per phase (order = the model's ``cfg.data.phases``) or one MSD dataset folder.
+Writes ``{case}.nii.gz`` (input affine and shape), ``{case}_lesions.json``, ``{case}_patient.json`` and
+``patients.csv``.
+"""
 
 from __future__ import annotations
 
 import argparse
 
-from plan_lite.errors import PlanLiteError
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("args", nargs="*")
+    p.add_argument("checkpoint", help="a plan-lite checkpoint (best.pt / last.pt)")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (one per phase) or an MSD folder")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--split", help="with an MSD folder: only this split of cases.csv (e.g. test)")
+    p.add_argument("--keep-outside-liver", action="store_true",
+                   help="keep lesions whose centroid is > 3 mm from the predicted liver")
+    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap [0.5]")
+    p.add_argument("--two-pass", action="store_true", help="second pass on the crop around the predicted liver")
+    p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    raise PlanLiteError("predict: not implemented yet")
+    from plan_lite.engine.infer import predict
+
+    out = predict(args.checkpoint, args.inputs, args.out, progress=not args.no_progress, split=args.split,
+                  keep_outside_liver=args.keep_outside_liver, device=args.device, overlap=args.overlap,
+                  two_pass=args.two_pass)
+    print(f"predictions: {out}")
+    return 0

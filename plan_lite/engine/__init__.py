@@ -1,0 +1,9 @@
+"""Training, prediction and experiments (plan_reference.md Sec. 3.2, 4.7, 4.8).
+
+Light package: import the submodules directly (``plan_lite.engine.train``, ``.infer``, ``.experiment``,
+``.checkpoint``, ``.sampler``, ``.distributed``, ``.data``).
+
+Multi-GPU: ``torchrun --nproc_per_node=4 -m plan_lite.cli train DATA --preset paper --out runs/paper``.
+"""
+
+__all__ = ["checkpoint", "data", "distributed", "experiment", "infer", "sampler", "train"]

@@ -1,0 +1,277 @@
+"""Prediction: sliding window, lesion instances, patient scores, outputs in the input's grid (Sec. 3.2, 4.8).
+
+Per case (plan_reference.md):
+
+1. Preprocess with the checkpoint's ``Preprocessor`` statistics (orientation, spacing, normalisation; liver crop
+   only when a liver mask is known: ``two_pass=True`` predicts once, then again on the crop around the predicted
+   liver).
+2. MONAI ``sliding_window_inference`` (roi = patch size, overlap 0.5, Gaussian weighting). The window function
+   returns the 15 semantic probabilities (``semantic_inference`` of the lesion branch, Sec. 2.6 / 4.8; softmax of
+   the pixel logits for ``pixel_only`` or a stage-1 checkpoint) **plus the 11 patient sigmoids broadcast as
+   constant channels** over the window, so the patient outputs are stitched like segmentation channels (Sec. 3.2).
+3. Argmax; lesion instances by ``plan_lite.model.inference.label_lesions`` (26-connected, drop < 25 mm^3, drop
+   centroids > 3 mm from the predicted liver unless ``keep_outside_liver``); voxels of dropped components get
+   their best non-lesion class.
+4. Patient score = mean of the stitched patient channels over voxels whose argmax is a lesion class, 0 if none
+   (Sec. 3.2). Without a patient branch: ``min(1, lesion voxels of the group / 100)`` (the soft-label rule).
+5. ``plan_lite.data.preprocess.invert`` maps labels (and the instance map) back to the input grid; the label NIfTI is written
+   with **the input's affine and shape**; lesion geometry (volume, radius, centre in world mm via the affine,
+   bounding box) is measured in that grid.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from plan_lite.errors import PlanLiteError
+from plan_lite.labels import (
+    LABEL_NAMES,
+    LESION_LABELS,
+    LIVER_LABEL,
+    NUM_CLASSES,
+    PATIENT_GROUPS,
+    patient_output_names,
+)
+from plan_lite.utils import atomic_write_json, atomic_write_text
+
+
+@dataclass
+class CasePrediction:
+    case_id: str
+    label: np.ndarray  # (D, H, W) uint8 in the input grid
+    affine: np.ndarray
+    spacing: tuple[float, float, float]
+    lesions: list[dict] = field(default_factory=list)
+    patient: dict[str, float] = field(default_factory=dict)
+
+
+class Predictor:
+    """``Predictor(checkpoint)`` or ``Predictor(model=..., cfg=..., stats=...)``; ``predict_case(case)``."""
+
+    def __init__(self, checkpoint=None, *, model=None, cfg=None, stats=None, stage: int | None = None,
+                 device: str | torch.device | None = None, overlap: float = 0.5, sw_batch_size: int = 2,
+                 keep_outside_liver: bool = False, min_volume_mm3: float = 25.0,
+                 max_liver_distance_mm: float = 3.0, two_pass: bool = False):
+        from plan_lite.engine.data import make_preprocessor
+
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if checkpoint is not None:
+            from plan_lite.config import PlanConfig
+            from plan_lite.engine.checkpoint import load_checkpoint
+            from plan_lite.model import PLAN
+
+            state = load_checkpoint(checkpoint)
+            cfg = PlanConfig.from_dict(state["config"])
+            model = PLAN(cfg)
+            try:
+                model.load_state_dict(state["model"])
+            except RuntimeError as exc:
+                raise PlanLiteError(f"{checkpoint}: weights do not fit the saved config "
+                                    f"({str(exc).splitlines()[0]})") from None
+            stats = state.get("preprocess")
+            stage = int(state.get("stage", 2)) if stage is None else stage
+        if model is None or cfg is None:
+            raise PlanLiteError("Predictor: give a checkpoint, or model and cfg")
+        self.model, self.cfg, self.stats = model.to(self.device).eval(), cfg, stats
+        self.stage = 2 if stage is None else int(stage)
+        self.pre = make_preprocessor(cfg, stats)
+        self.overlap, self.sw_batch_size = overlap, sw_batch_size
+        self.max_dist = None if keep_outside_liver else max_liver_distance_mm
+        self.min_volume_mm3, self.two_pass = min_volume_mm3, two_pass
+        self.names = patient_output_names(cfg.model.patient_groups)
+        self.has_patient = cfg.model.use_patient_branch and self.stage >= 2
+
+    # ------------------------------------------------------------------------------------------ network
+    def _window(self, x: torch.Tensor) -> torch.Tensor:
+        from plan_lite.model.inference import semantic_inference
+
+        out = self.model(x, stage=self.stage)
+        probs = semantic_inference(out)
+        if self.has_patient and "patient_logits" in out:
+            pat = torch.sigmoid(out["patient_logits"].float())[:, :, None, None, None]
+            probs = torch.cat([probs, pat.expand(-1, -1, *probs.shape[2:])], 1)
+        return probs
+
+    @torch.no_grad()
+    def stitched(self, image: np.ndarray) -> torch.Tensor:
+        """(15 [+ 11], D, H, W) Gaussian-stitched probabilities of a preprocessed (C, D, H, W) image."""
+        from monai.inferers import sliding_window_inference
+
+        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(self.device)
+        amp = self.device.type == "cuda" and self.cfg.train.amp
+        with torch.autocast(self.device.type, enabled=amp):
+            out = sliding_window_inference(x, tuple(self.cfg.train.patch_size), self.sw_batch_size, self._window,
+                                           overlap=self.overlap, mode="gaussian")
+        return out[0].float().cpu()
+
+    # ------------------------------------------------------------------------------------------ one case
+    def predict_case(self, case) -> CasePrediction:
+        """``case``: a ``plan_lite.data.io.Case`` (its label, if any, is not used)."""
+        from plan_lite.data.preprocess import invert
+        from plan_lite.model.inference import label_lesions
+
+        case.label = None
+        prep = self.pre(case, crop=False)
+        out = self.stitched(prep.image)
+        if self.two_pass:
+            liver = invert(out[:NUM_CLASSES].argmax(0).numpy().astype(np.uint8), prep.meta) == LIVER_LABEL
+            if liver.any():
+                prep = self.pre(case, liver_mask=liver, crop=True)
+                out = self.stitched(prep.image)
+        probs = out[:NUM_CLASSES]
+        label = probs.argmax(0).numpy().astype(np.uint8)
+        lesion_vox = np.isin(label, LESION_LABELS)
+        records, inst = label_lesions(label, probs, prep.spacing, self.min_volume_mm3,
+                                      max_liver_distance_mm=self.max_dist)
+        dropped = lesion_vox & (inst == 0)
+        if dropped.any():
+            label[dropped] = probs[: min(LESION_LABELS)].argmax(0).numpy()[dropped]
+        if out.shape[0] > NUM_CLASSES:
+            pat = out[NUM_CLASSES:]
+            mask = torch.from_numpy(lesion_vox)
+            scores = pat[:, mask].mean(1).tolist() if mask.any() else [0.0] * pat.shape[0]
+        else:
+            counts = np.bincount(label.ravel(), minlength=NUM_CLASSES)
+            thr = self.cfg.loss.patient_size_threshold
+            scores = [min(1.0, float(sum(counts[k] for k in labs)) / thr)
+                      for _, labs in PATIENT_GROUPS[self.cfg.model.patient_groups]]
+        full = invert(label, prep.meta).astype(np.uint8)
+        inst_full = invert(inst.astype(np.int32), prep.meta)
+        lesions = _lesion_geometry(records, inst_full, case.spacing, case.affine)
+        return CasePrediction(case.case_id, full, np.asarray(case.affine), tuple(case.spacing), lesions,
+                              dict(zip(self.names, (float(s) for s in scores))))
+
+
+def _lesion_geometry(records: list[dict], inst: np.ndarray, spacing, affine) -> list[dict]:
+    """Lesion records measured in the input grid: volume, radius, centre (voxel z,y,x and world x,y,z mm), bbox."""
+    from scipy import ndimage
+
+    voxel = float(np.prod(spacing))
+    objs = ndimage.find_objects(inst) if inst.max() > 0 else []
+    out = []
+    for r in records:
+        i = r["id"]
+        sl = objs[i - 1] if i - 1 < len(objs) else None
+        if sl is None:
+            continue  # vanished when mapped back (sub-voxel lesion)
+        idx = np.argwhere(inst[sl] == i) + [s.start for s in sl]
+        vol = len(idx) * voxel
+        cz, cy, cx = idx.mean(0)
+        world = np.asarray(affine) @ np.array([cx, cy, cz, 1.0])
+        out.append({
+            "id": len(out) + 1, "label": int(r["label"]), "type": LABEL_NAMES[int(r["label"])],
+            "probability": float(r["probability"]), "type_probabilities": r["type_probs"],
+            "volume_mm3": vol, "equivalent_radius_mm": (3 * vol / (4 * math.pi)) ** (1 / 3),
+            "num_voxels": int(len(idx)), "center_voxel_zyx": [float(cz), float(cy), float(cx)],
+            "center_world_mm": [float(v) for v in world[:3]],
+            "bbox_zyx": {"start": [int(s.start) for s in sl], "stop": [int(s.stop) for s in sl]},
+        })
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def resolve_inputs(inputs, phases, split: str | None = None) -> list:
+    """Cases to predict: one MSD folder (all cases or one split of cases.csv) or one image file per phase.
+
+    Returns a list of zero-argument callables that load a ``Case`` (lazy: one case in memory at a time).
+    """
+    from plan_lite.data.io import MSDDataset, load_images
+
+    paths = [Path(p) for p in inputs]
+    if len(paths) == 1 and paths[0].is_dir():
+        root = paths[0]
+        subset = "all" if (root / "imagesTs").is_dir() and (root / "imagesTr").is_dir() else (
+            "test" if (root / "imagesTs").is_dir() else "train")
+        ds = MSDDataset(root, phases=tuple(phases), subset=subset)
+        if split is not None:
+            from plan_lite.engine.data import split_ids
+
+            if not (root / "cases.csv").exists():
+                raise PlanLiteError(f"{root}: --split {split} needs cases.csv")
+            ids = split_ids(root, split, ds.case_ids)
+        else:
+            ids = ds.case_ids
+        if not ids:
+            raise PlanLiteError(f"{root}: no cases to predict" + (f" in split {split!r}" if split else ""))
+        for cid in ids:
+            ds.image_paths(cid)  # fail early on a missing phase file
+        return [lambda cid=cid: ds.load(cid) for cid in ids]
+    if split is not None:
+        raise PlanLiteError("predict: --split needs an MSD dataset folder as input")
+    if len(paths) != len(phases):
+        raise PlanLiteError(f"predict: the model needs {len(phases)} phase image(s) ({', '.join(phases)}) in that "
+                            f"order; got {len(paths)} file(s): {' '.join(str(p) for p in paths)}")
+    return [lambda: load_images(paths, phases=tuple(phases))]
+
+
+def write_prediction(pred: CasePrediction, out_dir: Path) -> None:
+    """``{case}.nii.gz``, ``{case}_lesions.json``, ``{case}_patient.json`` (atomic)."""
+    from plan_lite.data.io import write_label
+
+    write_label(out_dir / f"{pred.case_id}.nii.gz", pred.label, pred.affine)
+    atomic_write_json(out_dir / f"{pred.case_id}_lesions.json", {"case": pred.case_id, "lesions": pred.lesions})
+    atomic_write_json(out_dir / f"{pred.case_id}_patient.json", pred.patient)
+
+
+def write_patients_csv(preds: dict[str, dict[str, float]], names: list[str], path: Path) -> None:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["case", *names])
+    for case, scores in preds.items():
+        w.writerow([case, *(f"{scores[n]:.6f}" for n in names)])
+    atomic_write_text(path, buf.getvalue())
+
+
+def predict(checkpoint, inputs, out_dir, progress: bool = True, split: str | None = None,
+            keep_outside_liver: bool = False, device: str | None = None, overlap: float = 0.5,
+            two_pass: bool = False, predictor: Predictor | None = None) -> Path:
+    """Predict every input case into ``out_dir`` (see the module docstring); returns ``out_dir``."""
+    pred = predictor or Predictor(checkpoint, device=device, overlap=overlap, keep_outside_liver=keep_outside_liver,
+                                  two_pass=two_pass)
+    loaders = resolve_inputs(inputs if isinstance(inputs, (list, tuple)) else [inputs], pred.cfg.data.phases, split)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if progress:
+        from tqdm.auto import tqdm
+
+        loaders = tqdm(loaders, desc="predict", unit="case")
+    table: dict[str, dict[str, float]] = {}
+    for load in loaders:
+        p = pred.predict_case(load())
+        write_prediction(p, out)
+        table[p.case_id] = p.patient
+    write_patients_csv(table, pred.names, out / "patients.csv")
+    return out
+
+
+def validation_metrics(model, cfg, stats, dataset_dir, case_ids, stage: int = 2, max_cases: int = 8) -> dict:
+    """Cheap validation (overlap 0.25, at most ``max_cases`` val cases): pixel Dice, lesion recall/precision.
+
+    ``score`` = mean of tumour Dice, lesion recall and lesion precision (None counts as 0).
+    """
+    import tempfile
+
+    from plan_lite.data.io import MSDDataset
+    from plan_lite.metrics import evaluate_folders
+
+    p = Predictor(model=model, cfg=cfg, stats=stats, stage=stage, device=next(model.parameters()).device,
+                  overlap=0.25)
+    ds = MSDDataset(dataset_dir, phases=tuple(cfg.data.phases))
+    with tempfile.TemporaryDirectory(prefix="plan-val-") as tmp:
+        for cid in case_ids[:max_cases]:
+            write_prediction(p.predict_case(ds.load(cid)), Path(tmp))
+        m = evaluate_folders(dataset_dir, tmp, progress=False)
+    dice, rec, prec = m["pixel"].get("dice"), m["lesion"].get("recall"), m["lesion"].get("precision")
+    vals = [v if v is not None and not (isinstance(v, float) and math.isnan(v)) else 0.0 for v in (dice, rec, prec)]
+    return {"dice": dice, "recall": rec, "precision": prec, "tp": m["lesion"].get("tp"),
+            "fp": m["lesion"].get("fp"), "fn": m["lesion"].get("fn"), "score": float(np.mean(vals))}
+
+
+__all__ = ["Predictor", "CasePrediction", "predict", "resolve_inputs", "write_prediction", "validation_metrics"]

@@ -1,0 +1,198 @@
+"""Engine: schedule, sampler, safe checkpoints, exact resume, DDP replicas (plan_reference.md Sec. 4.7)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from plan_lite.config import get_preset
+from plan_lite.engine.checkpoint import load_checkpoint, save_checkpoint, state_dict_digest
+from plan_lite.engine.sampler import PatchSampler, TrainCase, ignore_small_lesions, make_train_case
+from plan_lite.engine.train import Schedule, patient_targets, train
+from plan_lite.errors import CheckpointError
+from plan_lite.labels import IGNORE_LABEL
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datasets import make_dataset  # noqa: E402
+
+PATCH = (8, 48, 48)  # multiple of the tiny preset's total stride (4, 16, 16)
+
+
+def tiny_cfg(**kw):
+    base = {"patch_size": PATCH, "batch_size": 1, "augment": True, "val_every": 1000}
+    return get_preset("tiny", **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def small_ds(tmp_path_factory) -> Path:
+    return make_dataset(tmp_path_factory.mktemp("eng") / "ds", n_cases=3, shape=(8, 40, 40))
+
+
+# ----------------------------------------------------------------------------------------------- schedule
+def test_schedule_split_and_poly_lr():
+    cfg = get_preset("tiny")  # 4 + 8 epochs of 25 steps, patient from epoch 2 of stage 2
+    s = Schedule.from_config(cfg)
+    assert (s.stage1, s.stage2, s.patient_start) == (100, 200, 150)
+    s = Schedule.from_config(cfg, max_steps=30)
+    assert (s.stage1, s.stage2, s.total) == (10, 20, 30)
+    assert s.patient_start == 10 + 5
+    assert [s.stage(i) for i in (0, 9, 10, 29)] == [1, 1, 2, 2]
+    assert s.lr_at(0) == pytest.approx(cfg.train.lr) and s.lr_at(10) == pytest.approx(cfg.train.lr)
+    assert s.lr_at(5) == pytest.approx(cfg.train.lr * 0.5 ** 0.9)
+    po = Schedule.from_config(get_preset("tiny", pixel_only=True), max_steps=30)
+    assert (po.stage1, po.stage2) == (30, 0) and po.stage(29) == 1
+
+
+def test_patient_targets_soft_labels():
+    cfg = get_preset("tiny")
+    lab = np.zeros((2, 4, 8, 8), np.int64)
+    lab[0, 0, :5, :10 // 2] = 9  # 25 voxels of metastasis
+    lab[1, :, :, :] = IGNORE_LABEL
+    t = patient_targets(lab, cfg)
+    assert t.shape == (2, 11)
+    assert t[0, 0] == pytest.approx(0.25) and t[0, 2] == pytest.approx(0.25) and t[0, 1] == 0  # any, malignant
+    assert not t[1].any()
+
+
+# ----------------------------------------------------------------------------------------------- sampler
+def test_ignore_small_lesions_and_padding():
+    lab = np.zeros((6, 20, 20), np.uint8)
+    lab[1:5, 2:12, 2:12] = 1
+    lab[2, 3:5, 3:5] = 9  # 4 voxels -> ignore
+    lab[2:4, 8:11, 8:11] = 11  # 18 voxels -> kept
+    out = ignore_small_lesions(lab, 10)
+    assert (out == IGNORE_LABEL).sum() == 4 and (out == 11).sum() == 18
+    case = make_train_case("c", np.ones((2, *lab.shape), np.float32), lab, (8, 32, 16), 10)
+    assert case.image.shape == (2, 8, 32, 20) and case.label.shape == (8, 32, 20)
+    assert case.image[:, 0].sum() == 0 and len(case.lesion_coords) == 18
+
+
+def test_sampler_foreground_rank_streams_and_state():
+    lab = np.zeros((8, 64, 64), np.uint8)
+    lab[:, 10:50, 10:50] = 1
+    lab[3:5, 40:44, 40:44] = 9
+    case = make_train_case("c", np.random.default_rng(0).normal(size=(1, 8, 64, 64)).astype(np.float32), lab,
+                           (8, 16, 16), 10)
+    s = PatchSampler([case], (8, 16, 16), batch_size=4, fg_oversample=1.0, seed=3)
+    for _ in range(5):
+        img, y = s.sample()
+        assert img.shape == (4, 1, 8, 16, 16) and y.shape == (4, 8, 16, 16)
+        assert all((yy == 9).any() for yy in y)  # fg_oversample 1: every patch holds lesion voxels
+    state = s.state_dict()
+    a = s.sample()
+    s.load_state_dict(state)
+    b = s.sample()
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    r0 = PatchSampler([case], (8, 16, 16), 4, 0.0, seed=3, rank=0).sample()[0]
+    r1 = PatchSampler([case], (8, 16, 16), 4, 0.0, seed=3, rank=1).sample()[0]
+    assert not np.array_equal(r0, r1)  # DDP ranks draw different patches
+
+
+def test_sampler_rejects_empty():
+    from plan_lite.errors import DatasetError
+
+    with pytest.raises(DatasetError):
+        PatchSampler([], PATCH, 1, 0.3)
+    assert isinstance(TrainCase("x", np.zeros((1, 1, 1, 1)), np.zeros((1, 1, 1))), TrainCase)
+
+
+# ----------------------------------------------------------------------------------------------- checkpoints
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_checkpoint_weights_only_roundtrip(tmp_path):
+    path = save_checkpoint(tmp_path / "c.pt", {"model": {"w": torch.ones(2)}, "config": get_preset("tiny").to_dict(),
+                                               "rng": {"np": np.arange(3, dtype=np.uint32)}, "step": np.int64(4)})
+    raw = torch.load(path, weights_only=True)
+    assert raw["rng"]["np"] == [0, 1, 2] and raw["step"] == 4
+    assert load_checkpoint(path)["model"]["w"].sum() == 2
+    assert not list(tmp_path.glob(".c.pt.tmp-*"))  # atomic: no temp file left
+
+
+def test_refuses_pickled_code(tmp_path, capsys):
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": "plan-lite-checkpoint", "model": {}, "config": {}, "x": _Evil()}, bad)
+    with pytest.raises(CheckpointError, match="evil.pt: refusing to load: contains pickled code"):
+        load_checkpoint(bad)
+    from plan_lite.cli import main
+
+    img = tmp_path / "img.nii.gz"
+    assert main(["predict", str(bad), str(img), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "refusing to load" in err[0] and "evil.pt" in err[0]
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+
+
+# ----------------------------------------------------------------------------------------------- training
+def test_resume_is_bit_identical(small_ds, tmp_path):
+    # 6 steps: stage 1 = 4, stage 2 = 2 (stage switch and patient terms inside the resumed window).
+    cfg = tiny_cfg(stage1_epochs=8, stage2_epochs=4, patient_start_epoch=0)
+    a, b = tmp_path / "a", tmp_path / "b"
+    train(small_ds, cfg, a, max_steps=6, progress=False, validate=False)
+    train(small_ds, cfg, b, max_steps=6, progress=False, validate=False, stop_after=3)
+    assert load_checkpoint(b / "last.pt")["step"] == 3
+    train(small_ds, cfg, b, progress=False, validate=False, resume=True)
+    sa, sb = load_checkpoint(a / "last.pt"), load_checkpoint(b / "last.pt")
+    assert sa["step"] == sb["step"] == 6 and sa["stage"] == 2
+    for k, v in sa["model"].items():
+        assert torch.equal(v, sb["model"][k]), k
+    la = (a / "log.jsonl").read_text().splitlines()
+    lb = (b / "log.jsonl").read_text().splitlines()
+    assert len(la) == len(lb) == 6
+    import json
+
+    recs = [json.loads(x) for x in la]
+    assert [r["stage"] for r in recs] == [1, 1, 1, 1, 2, 2] and "loss_patient" in recs[-1]
+    assert [json.loads(x)["total"] for x in lb] == [r["total"] for r in recs]
+    assert (a / "config.json").is_file() and (a / "best.pt").is_file()
+
+
+def test_refuses_to_overwrite_a_run(small_ds, tmp_path):
+    from plan_lite.errors import PlanLiteError
+
+    (tmp_path / "last.pt").write_bytes(b"x")
+    with pytest.raises(PlanLiteError, match="already holds a run"):
+        train(small_ds, tiny_cfg(), tmp_path, max_steps=1, progress=False)
+
+
+def _ddp_worker(rank, world, port, ds, out):
+    os.environ.update({"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+                       "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank)})
+    torch.set_num_threads(1)
+    train(ds, tiny_cfg(augment=False), out, max_steps=3, progress=False, validate=False, device="cpu")
+
+
+def test_ddp_two_cpu_ranks_hold_identical_weights(small_ds, tmp_path):
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(small_ds), str(tmp_path)), nprocs=2, join=True)
+    d0 = (tmp_path / "weights_rank0.sha256").read_text()
+    d1 = (tmp_path / "weights_rank1.sha256").read_text()
+    assert d0 == d1
+    assert d0.strip() == state_dict_digest(load_checkpoint(tmp_path / "last.pt")["model"])
+
+
+def test_experiment_table(small_ds, tmp_path):
+    from plan_lite.engine.experiment import run_experiment
+
+    over = {"patch_size": PATCH, "batch_size": 1, "augment": False}
+    rep = run_experiment(small_ds, tmp_path, variants=("plan", "pixel_only"), max_steps=2, overrides=over,
+                         progress=False)
+    assert set(rep["results"]) == {"plan", "pixel_only"}
+    assert rep["results"]["pixel_only"]["score_source"] == "volume"
+    md = (tmp_path / "ablation.md").read_text()
+    assert "| plan |" in md and "| pixel_only |" in md and "recall" in md
+    assert (tmp_path / "ablation.json").is_file() and (tmp_path / "plan" / "pred" / "case_0002.nii.gz").is_file()

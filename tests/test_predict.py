@@ -1,0 +1,124 @@
+"""Prediction: geometry round trip, outputs, missing phases, real CT (plan_reference.md Sec. 3.2, 4.8)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from plan_lite.config import get_preset
+from plan_lite.data.io import Case, read_image, write_image
+from plan_lite.engine.checkpoint import save_checkpoint
+from plan_lite.engine.data import make_preprocessor
+from plan_lite.engine.infer import Predictor, predict
+from plan_lite.errors import PlanLiteError
+from plan_lite.labels import patient_output_names
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from datasets import make_case, make_dataset  # noqa: E402
+
+# Anisotropic, axis-permuted and flipped affine (file axes x, y, z -> world -y, z, -x), spacing (z, y, x) = (3, 2.3, 1.7)
+ODD_AFFINE = np.array([[0.0, 0.0, -3.0, 40.0], [-1.7, 0.0, 0.0, 12.5], [0.0, 2.3, 0.0, -80.0], [0, 0, 0, 1.0]])
+
+
+def make_checkpoint(path: Path, preset: str = "tiny", cases=None, **overrides) -> Path:
+    """An untrained tiny model with preprocessing statistics fitted on ``cases`` (enough for geometry tests)."""
+    cfg = get_preset(preset, patch_size=(8, 48, 48), spacing=(5.0, 4.0, 4.0), **overrides)
+    torch.manual_seed(0)
+    from plan_lite.model import PLAN
+
+    model = PLAN(cfg)
+    pre = make_preprocessor(cfg).fit(cases)
+    save_checkpoint(path, {"model": model.state_dict(), "config": cfg.to_dict(), "preprocess": pre.stats,
+                           "step": 0, "stage": 2})
+    return path
+
+
+@pytest.fixture(scope="module")
+def odd_case(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pred")
+    img, lab = make_case(0, shape=(10, 30, 26), n_channels=3, group="tumor")
+    paths = []
+    for c, ph in enumerate(("nc", "la", "pv")):
+        p = d / f"odd_{ph}.nii.gz"
+        write_image(p, img[c], ODD_AFFINE)
+        paths.append(p)
+    case = Case(img.astype(np.float32), lab, (3.0, 2.3, 1.7), ODD_AFFINE, "odd")
+    ckpt = make_checkpoint(d / "model.pt", cases=[case])
+    return d, paths, ckpt
+
+
+def test_predict_geometry_round_trip(odd_case, tmp_path):
+    d, paths, ckpt = odd_case
+    out = predict(ckpt, paths, tmp_path / "out", progress=False)
+    label, spacing, affine = read_image(out / "odd_nc.nii.gz")  # case id from the first phase file
+    src, _, src_aff = read_image(paths[0])
+    assert label.shape == src.shape
+    assert np.allclose(affine, src_aff, atol=1e-4)
+    assert spacing == pytest.approx((3.0, 2.3, 1.7), abs=1e-4)
+    case_id = "odd_nc"
+    patient = json.loads((out / f"{case_id}_patient.json").read_text())
+    assert list(patient) == patient_output_names("paper")
+    assert all(0.0 <= v <= 1.0 for v in patient.values())
+    lesions = json.loads((out / f"{case_id}_lesions.json").read_text())["lesions"]
+    for les in lesions:
+        assert {"id", "type", "type_probabilities", "volume_mm3", "equivalent_radius_mm", "center_world_mm",
+                "bbox_zyx"} <= set(les)
+        assert les["volume_mm3"] >= 25.0 - 1e-6 or les["volume_mm3"] > 0
+    rows = list(csv.DictReader(open(out / "patients.csv")))
+    assert len(rows) == 1 and rows[0]["case"] == case_id and len(rows[0]) == 12
+
+
+def test_world_centre_uses_affine():
+    from plan_lite.engine.infer import _lesion_geometry
+
+    inst = np.zeros((4, 5, 6), np.int32)
+    inst[1:3, 2, 3] = 1
+    recs = [{"id": 1, "label": 9, "probability": 0.9, "type_probs": {}}]
+    les = _lesion_geometry(recs, inst, (3.0, 2.3, 1.7), ODD_AFFINE)[0]
+    ijk = np.array([3, 2, 1.5, 1.0])  # file (x, y, z) of the centre voxel (z, y, x) = (1.5, 2, 3)
+    assert les["center_world_mm"] == pytest.approx((ODD_AFFINE @ ijk)[:3].tolist())
+    assert les["volume_mm3"] == pytest.approx(2 * 3.0 * 2.3 * 1.7)
+    assert les["bbox_zyx"] == {"start": [1, 2, 3], "stop": [3, 3, 4]}
+
+
+def test_missing_phase_is_an_error(odd_case, tmp_path):
+    d, paths, ckpt = odd_case
+    with pytest.raises(PlanLiteError, match="needs 3 phase"):
+        predict(ckpt, paths[:2], tmp_path / "o", progress=False)
+    ds = make_dataset(tmp_path / "ds", n_cases=2)
+    next((ds / "imagesTr").glob("case_0001_0002.nii.gz")).unlink()
+    with pytest.raises(PlanLiteError, match="missing phase"):
+        predict(ckpt, [ds], tmp_path / "o2", progress=False)
+
+
+def test_predict_msd_split_and_pixel_only_scores(tmp_path):
+    ds = make_dataset(tmp_path / "ds", n_cases=3, shape=(8, 32, 32))
+    from plan_lite.data.io import MSDDataset
+
+    cases = list(MSDDataset(ds))
+    ckpt = make_checkpoint(tmp_path / "po.pt", cases=cases, pixel_only=True)
+    p = Predictor(ckpt)
+    assert not p.has_patient
+    out = predict(ckpt, [ds], tmp_path / "out", split="test", progress=False, predictor=p)
+    assert sorted(f.name for f in out.glob("*.nii.gz")) == ["case_0002.nii.gz"]
+    scores = json.loads((out / "case_0002_patient.json").read_text())
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+    lab, _, _ = read_image(out / "case_0002.nii.gz")
+    assert lab.shape == (8, 32, 32)
+
+
+def test_predict_real_ct(realdata_dir, tmp_path):
+    """The real non-contrast CT fixture (skipped when absent): a tiny_nc model keeps the input geometry."""
+    ct = realdata_dir / "example_ct_sm.nii.gz"
+    img, spacing, affine = read_image(ct)
+    case = Case(img[None].astype(np.float32), (img > -100).astype(np.uint8), spacing, affine, "ct")
+    ckpt = make_checkpoint(tmp_path / "nc.pt", preset="tiny_nc", cases=[case])
+    out = predict(ckpt, [ct], tmp_path / "out", progress=False, overlap=0.25)
+    lab, _, aff = read_image(out / "example_ct_sm.nii.gz")
+    assert lab.shape == img.shape and np.allclose(aff, affine, atol=1e-4)
