@@ -175,7 +175,8 @@ def test_padding_and_fully_blocked_rows_give_no_nan(monkeypatch):
     cfg = tiny()
     branch = LesionBranch(cfg.model)
     levels, feats = _branch_inputs(cfg)
-    anchors = AnchorSet(vectors=[torch.zeros(0, 32), torch.randn(3, 32)], masks=[], kinds=[
+    m = cfg.model.hidden_dim
+    anchors = AnchorSet(vectors=[torch.zeros(0, m), torch.randn(3, m)], masks=[], kinds=[
         torch.zeros(0, dtype=torch.long), torch.tensor([1, 2, 2])], labels=[])
     monkeypatch.setattr(LesionBranch, "attn_mask", lambda self, e, f, size, r=None: torch.ones(
         e.shape[0] * self.num_heads, e.shape[1], math.prod(size), dtype=torch.bool))
@@ -195,7 +196,8 @@ def test_fp32_attention_under_autocast():
     branch = LesionBranch(cfg.model)
     levels, feats = _branch_inputs(cfg)
     mha = branch.layers[0].cross
-    q, k = torch.randn(2, 5, 32), torch.randn(2, 7, 32)
+    m = cfg.model.hidden_dim
+    q, k = torch.randn(2, 5, m), torch.randn(2, 7, m)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert attention(mha, q, k, k, fp32=True).dtype == torch.float32
         assert attention(mha, q, k, k, fp32=False).dtype == torch.bfloat16
