@@ -22,21 +22,27 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-# Headless Chromium for the browser test of the built book; MathJax 3 served locally for the offline book.
+# Headless Chromium for the browser test of the built book (Debian package; skipped with a warning elsewhere).
 browser-deps:
-	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) || echo "warning: could not install chromium (browser test will be skipped)"
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || \
+	  echo "warning: could not install chromium (the browser test of the book will be skipped)"
 
+# MathJax 3 served locally so that the book renders math offline: only the TeX->CHTML bundle and its fonts (1.8 MB).
 mathjax: book/_static/mathjax/es5/tex-chtml-full.js
 
 book/_static/mathjax/es5/tex-chtml-full.js:
-	@mkdir -p book/_static build/npm
+	@mkdir -p build/npm
 	cd build/npm && (test -f package.json || npm init -y >/dev/null) && npm install --silent --no-audit --no-fund mathjax@3
-	rm -rf book/_static/mathjax && cp -r build/npm/node_modules/mathjax book/_static/mathjax
+	rm -rf book/_static/mathjax && mkdir -p book/_static/mathjax/es5/output/chtml
+	cp build/npm/node_modules/mathjax/LICENSE book/_static/mathjax/
+	cp -r build/npm/node_modules/mathjax/es5/output/chtml/fonts book/_static/mathjax/es5/output/chtml/
+	cp build/npm/node_modules/mathjax/es5/tex-chtml-full.js $@
 
 lint: venv
 	$(VENV)/bin/ruff check plan_lite tests benchmarks
 
-test: venv lint
+test: venv lint browser-deps mathjax
 	$(VENV)/bin/pytest -q tests
 
 data: venv
@@ -45,8 +51,10 @@ data: venv
 demo: data
 	$(VENV)/bin/plan-lite demo $(DATA) --out build/demo
 
-book: venv data demo
-	@echo "book: notebooks + jupyter-book build (see book/)"
+# Executes notebooks/0*.ipynb with papermill into book/notebooks/, writes book/generated/, then a strict
+# jupyter-book build into book/_build/html (scripts/build_book.py; times in book/_build/*.json).
+book: venv data demo mathjax
+	$(PY) scripts/build_book.py --data $(DATA) --cases $(BOOK_CASES)
 
 lab: venv
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -1,0 +1,279 @@
+"""Figures for the lessons: ROC curves, recall by lesion size, loss curves, sampled points, HU enhancement curves.
+
+Every function returns a matplotlib ``Figure`` built without pyplot (Agg-safe, nothing leaks between calls).
+Inputs are the plain dicts that ``plan_lite.metrics`` and the training log (``log.jsonl``) produce.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from plan_lite.errors import PlanLiteError
+from plan_lite.labels import LABEL_NAMES, PHASE_NAMES
+from plan_lite.viz.montage import LABEL_COLORS, resolve_window
+
+_CYCLE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
+
+
+def _new(figsize: tuple[float, float], ax: Any = None) -> tuple[Figure, Any]:
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=figsize, layout="constrained")
+    return fig, fig.add_subplot(1, 1, 1)
+
+
+def _curve(value: Any) -> tuple[np.ndarray, np.ndarray, float | None]:
+    """(fpr, tpr, auc) from ``(fpr, tpr)`` or a dict with ``fpr``, ``tpr`` and optional ``auc``."""
+    if isinstance(value, Mapping):
+        fpr, tpr, auc = value["fpr"], value["tpr"], value.get("auc")
+    else:
+        fpr, tpr = value[0], value[1]
+        auc = None
+    fpr, tpr = np.asarray(fpr, dtype=float), np.asarray(tpr, dtype=float)
+    if auc is None and len(fpr) > 1:
+        order = np.argsort(fpr, kind="stable")
+        trapezoid = getattr(np, "trapezoid", None) or np.trapz  # numpy < 2 has only trapz
+        auc = float(trapezoid(tpr[order], fpr[order]))
+    return fpr, tpr, None if auc is None else float(auc)
+
+
+def plot_roc(curves: Mapping[str, Any] | Sequence[Any], operating_point: Mapping[str, Any] | Sequence[float] | None
+             = None, title: str = "Patient-level ROC", ax: Any = None) -> Figure:
+    """ROC curves, one per output (``{"any_tumor": {"fpr": [...], "tpr": [...], "auc": 0.97}, ...}``), or a single
+    ``(fpr, tpr)`` pair. A metrics dict whose ``"roc"`` key holds such a mapping is accepted too.
+
+    ``operating_point``: ``(fpr, tpr)`` for a single curve, or ``{name: (fpr, tpr) or {"fpr", "tpr",
+    "threshold"}}``; drawn as a marker (the threshold chosen on the validation split).
+    """
+    if isinstance(curves, Mapping) and "roc" in curves and isinstance(curves["roc"], Mapping):
+        curves = curves["roc"]
+    if isinstance(curves, Mapping) and "fpr" in curves:
+        curves = {"ROC": curves}
+    if not isinstance(curves, Mapping):
+        curves = {"ROC": curves}
+    if not curves:
+        raise PlanLiteError("viz: plot_roc needs at least one curve")
+    fig, ax = _new((4.6, 4.2), ax)
+    ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls=":")
+    ops: Mapping[str, Any] = {}
+    if operating_point is not None:
+        ops = operating_point if isinstance(operating_point, Mapping) else {next(iter(curves)): operating_point}
+        if isinstance(ops, Mapping) and "fpr" in ops:
+            ops = {next(iter(curves)): ops}
+    for i, (name, value) in enumerate(curves.items()):
+        fpr, tpr, auc = _curve(value)
+        color = _CYCLE[i % len(_CYCLE)]
+        ax.plot(fpr, tpr, color=color, lw=1.6, label=name if auc is None else f"{name} (AUC {auc:.3f})",
+                drawstyle="steps-post" if len(fpr) > 20 else "default")
+        if name in ops:
+            op = ops[name]
+            ofpr, otpr = (op["fpr"], op["tpr"]) if isinstance(op, Mapping) else (op[0], op[1])
+            text = f"  t={op['threshold']:.2f}" if isinstance(op, Mapping) and "threshold" in op else ""
+            ax.plot([ofpr], [otpr], "o", color=color, ms=7, mfc="white", mew=2, gid="operating_point")
+            if text:
+                ax.annotate(text, (ofpr, otpr), fontsize=7, color=color)
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_xlabel("1 - specificity (false-positive rate)")
+    ax.set_ylabel("sensitivity (true-positive rate)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    ax.set_aspect("equal")
+    return fig
+
+
+def _recall_table(value: Mapping[str, Any]) -> Mapping[str, Mapping[str, Any]]:
+    if "recall_by_radius" in value and isinstance(value["recall_by_radius"], Mapping):
+        return value["recall_by_radius"]
+    return value
+
+
+def plot_recall_by_size(results: Mapping[str, Any], title: str = "Lesion recall by radius", ax: Any = None
+                        ) -> Figure:
+    """Grouped bars of lesion recall per radius bin.
+
+    ``results``: one table ``{bin: {"gt": n, "detected": k, "recall": r}}`` (as in ``metrics["recall_by_radius"]``),
+    a metrics dict holding one, or ``{model name: table or metrics dict}`` for several models side by side.
+    Each bar is labelled ``detected/gt``; bins with no ground-truth lesion show "n/a".
+    """
+    if not results:
+        raise PlanLiteError("viz: plot_recall_by_size needs at least one table")
+    first = next(iter(_recall_table(results).values()))
+    single = isinstance(first, Mapping) and "gt" in first
+    models = {"model": _recall_table(results)} if single else {k: _recall_table(v) for k, v in results.items()}
+    bins: list[str] = []
+    for table in models.values():
+        bins += [b for b in table if b not in bins]
+    fig, ax = _new((max(4.0, 1.1 * len(bins) * max(1, len(models)) ** 0.5 + 1.5), 3.4), ax)
+    width = 0.8 / len(models)
+    x = np.arange(len(bins))
+    labelled: set[str] = set()
+    for i, (name, table) in enumerate(models.items()):
+        xs = x - 0.4 + width * (i + 0.5)
+        for xi, b in zip(xs, bins):
+            row = table.get(b, {})
+            gt, det = int(row.get("gt", 0)), int(row.get("detected", 0))
+            recall = row.get("recall")
+            if recall is None and gt:
+                recall = det / gt
+            if not gt or recall is None or (isinstance(recall, float) and math.isnan(recall)):
+                ax.text(xi, 0.02, "n/a", ha="center", fontsize=6, color="0.5")
+                continue
+            bars = ax.bar(xi, recall, width=width * 0.95, color=_CYCLE[i % len(_CYCLE)],
+                          label=None if name in labelled else name)
+            bars.patches[0].set_gid("recall_bar")
+            labelled.add(name)
+            ax.text(xi, recall + 0.02, f"{det}/{gt}", ha="center", fontsize=6)
+    if not single:
+        ax.legend(fontsize=7, loc="upper left")
+    ax.set_xticks(x, [f"{b} mm" if "mm" not in str(b) else str(b) for b in bins], fontsize=8)
+    ax.set_ylim(0, 1.12)
+    ax.set_xlabel("lesion radius bin")
+    ax.set_ylabel("recall (detected / GT lesions)")
+    ax.set_title(title, fontsize=10)
+    return fig
+
+
+def read_log(log: str | os.PathLike | Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Records of a training log: a ``log.jsonl`` path (one JSON object per line) or an iterable of dicts."""
+    if isinstance(log, (str, os.PathLike)):
+        path = Path(log)
+        if not path.exists():
+            raise PlanLiteError(f"{path}: training log not found")
+        records = []
+        for n, line in enumerate(path.read_text().splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise PlanLiteError(f"{path}:{n}: not a JSON line") from None
+        return records
+    return [dict(r) for r in log]
+
+
+def plot_loss_curves(log: str | os.PathLike | Iterable[Mapping[str, Any]], terms: Sequence[str] | None = None,
+                     log_scale: bool = True, stage_boundary: int | None = None, smooth: int = 1,
+                     title: str = "Training losses", ax: Any = None) -> Figure:
+    """Loss terms (``loss_*`` keys and ``total``) against ``step``.
+
+    The stage-1 -> stage-2 boundary is marked at ``stage_boundary`` or, if None, where the records' ``stage`` key
+    changes. ``smooth`` > 1 applies a running mean over that many records. Records without a given term (e.g.
+    stage-1 records have no lesion terms) are skipped for that term; non-finite values are dropped.
+    """
+    records = [r for r in read_log(log) if "step" in r]
+    if not records:
+        raise PlanLiteError("viz: training log has no records with a 'step'")
+    if terms is None:
+        terms = sorted({k for r in records for k in r if k.startswith("loss_")})
+        if any("total" in r for r in records):
+            terms = ["total", *terms]
+    fig, ax = _new((6.4, 3.8), ax)
+    for i, term in enumerate(terms):
+        pts = [(r["step"], float(r[term])) for r in records
+               if isinstance(r.get(term), (int, float)) and math.isfinite(float(r[term]))]
+        if not pts:
+            continue
+        steps, vals = np.array(pts).T
+        if smooth > 1 and len(vals) >= smooth:
+            vals = np.convolve(vals, np.ones(smooth) / smooth, mode="valid")
+            steps = steps[smooth - 1:]
+        ax.plot(steps, vals, lw=2.0 if term == "total" else 1.1, color="k" if term == "total" else _CYCLE[i % 9],
+                label=term)
+    if stage_boundary is None:
+        for prev, cur in zip(records, records[1:]):
+            if "stage" in prev and "stage" in cur and prev["stage"] != cur["stage"]:
+                stage_boundary = cur["step"]
+                break
+    if stage_boundary is not None:
+        ax.axvline(stage_boundary, color="0.4", ls="--", lw=1, gid="stage_boundary")
+        ax.annotate(" stage 2", (stage_boundary, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=7)
+    if log_scale:
+        ax.set_yscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    return fig
+
+
+def plot_points(image2d: np.ndarray, points: np.ndarray, mask: np.ndarray | None = None,
+                kinds: Sequence[Any] | None = None, window: str | tuple[float, float] = "liver",
+                z_index: int | None = None, depth: int | None = None, title: str = "Sampled points",
+                ax: Any = None) -> Figure:
+    """Sampled points (FES lesson, Sec. 2.2) over one CT slice and the lesion mask.
+
+    ``points``: (N, 3) (z, y, x) in [0, 1] normalised coordinates, with voxel i at (i + 0.5) / S (plan_reference
+    D4). With ``z_index`` and ``depth`` only the points whose z falls in that slice are drawn. ``kinds``: one tag
+    per point (e.g. ``"uniform"``, ``"importance"``, ``"fes"``); each kind gets its colour and legend entry.
+    """
+    img = np.asarray(image2d)
+    pts = np.asarray(points, dtype=float).reshape(-1, 3)
+    kinds_arr = np.asarray(kinds if kinds is not None else ["points"] * len(pts), dtype=object)
+    if len(kinds_arr) != len(pts):
+        raise PlanLiteError(f"viz: {len(kinds_arr)} kinds for {len(pts)} points")
+    if z_index is not None and depth is not None:
+        keep = np.floor(pts[:, 0] * depth).astype(int) == int(z_index)
+        pts, kinds_arr = pts[keep], kinds_arr[keep]
+    h, w = img.shape
+    fig, ax = _new((4.6, 4.8), ax)
+    vmin, vmax = resolve_window(window)
+    ax.imshow(img, cmap="gray", vmin=vmin, vmax=vmax, interpolation="nearest")
+    if mask is not None and np.any(mask):
+        ax.contour(np.asarray(mask, dtype=np.float32), levels=[0.5], colors=["#e41a1c"], linewidths=1.2)
+    styles = {"fes": ("*", "#ffd92f", 60), "importance": ("o", "#ff7f00", 10), "uniform": (".", "#00ced1", 8)}
+    for i, kind in enumerate(dict.fromkeys(kinds_arr.tolist())):
+        sel = kinds_arr == kind
+        marker, color, size = styles.get(str(kind), ("o", _CYCLE[i % 9], 10))
+        ax.scatter(pts[sel, 2] * w - 0.5, pts[sel, 1] * h - 0.5, s=size, marker=marker, c=color,
+                   label=f"{kind} ({int(sel.sum())})", linewidths=0)
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title, fontsize=10)
+    if len(pts):
+        ax.legend(fontsize=7, loc="lower right", framealpha=0.8)
+    return fig
+
+
+def plot_hu_curves(phases: Sequence[str], mean_hu: Mapping[str, Sequence[float]],
+                   std_hu: Mapping[str, Sequence[float]] | None = None, title: str = "Enhancement by phase",
+                   ax: Any = None) -> Figure:
+    """Mean HU per phase for each tissue / lesion type (data lesson): ``mean_hu = {"hcc": [40, 110, 70], ...}``.
+
+    Names of the label map get their ``LABEL_COLORS`` colour; ``std_hu`` adds error bars.
+    """
+    if not mean_hu:
+        raise PlanLiteError("viz: plot_hu_curves needs at least one curve")
+    names = {v: k for k, v in LABEL_NAMES.items()}
+    x = np.arange(len(phases))
+    fig, ax = _new((5.6, 3.8), ax)
+    used = {LABEL_COLORS[names[n]] for n in mean_hu if n in names}
+    for i, (name, values) in enumerate(mean_hu.items()):
+        if len(values) != len(phases):
+            raise PlanLiteError(f"viz: {name!r} has {len(values)} values for {len(phases)} phases")
+        if name in names and name not in ("cyst", "background"):  # white/black would vanish on the axes
+            color = LABEL_COLORS[names[name]]
+        else:
+            color = next((c for c in _CYCLE if c not in used), _CYCLE[i % len(_CYCLE)])
+        used.add(color)
+        yerr = None if std_hu is None or name not in std_hu else np.asarray(std_hu[name], dtype=float)
+        ax.errorbar(x, np.asarray(values, dtype=float), yerr=yerr, marker="o", lw=1.4, capsize=3, color=color,
+                    label=name)
+    ax.set_xticks(x, [PHASE_NAMES.get(p, p) for p in phases], fontsize=8)
+    ax.set_ylabel("mean HU")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+__all__ = ["plot_roc", "plot_recall_by_size", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]
