@@ -282,6 +282,7 @@ def _official() -> PlanConfig:
     cfg.loss.fes_fg_points = 2
     cfg.loss.fes_fg_on_stuff = True
     cfg.loss.fes_point_norm = "code"
+    cfg.loss.fes_pad = "random"
     return cfg
 
 

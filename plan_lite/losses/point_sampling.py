@@ -123,9 +123,11 @@ def sample_points(logits: LogitSource, target_masks: Tensor | list[Tensor] | Non
     """
     if isinstance(logits, Tensor):
         num_boxes, device = logits.shape[0], logits.device
-    n_fg_t = torch.as_tensor(n_fg, dtype=torch.long).expand(num_boxes).clone() if num_boxes else None
+    if num_boxes is None:
+        raise ValueError("sample_points: num_boxes is required with a callable logit source")
+    n_fg_t = torch.as_tensor(n_fg, dtype=torch.long).cpu().expand(num_boxes).clone()
     if num_boxes == 0:
-        return torch.zeros(0, num_points, 3, device=device), torch.zeros(0, dtype=torch.long)
+        return torch.zeros(0, num_points, 3, device=device), n_fg_t
     n_unc = int(importance_ratio * num_points)
     imp = importance_points(logits, num_points, oversample_ratio, importance_ratio, num_boxes=num_boxes,
                             num_random=0, device=device, generator=generator)  # (N, n_unc, 3)
