@@ -10,7 +10,7 @@ TORCH_SPEC ?= $(shell if [ -f /etc/xdg/pip/constraints.txt ] && ls /opt/wheels/t
 DATA ?= data/synthetic
 BOOK_CASES ?= 24
 
-.PHONY: venv test lint book data demo lab clean-book browser-deps mathjax
+.PHONY: venv test lint book data demo lab browser-deps mathjax
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,9 +43,11 @@ lint: venv
 	$(VENV)/bin/ruff check plan_lite tests benchmarks
 
 test: venv lint browser-deps mathjax
-	$(VENV)/bin/pytest -q tests
+	$(VENV)/bin/pytest -q --durations=15 tests
 
-data: venv
+data: $(DATA)/dataset.json
+
+$(DATA)/dataset.json: | $(VENV)/.installed
 	$(VENV)/bin/plan-lite synth $(DATA) --cases $(BOOK_CASES) --seed 0 --overwrite
 
 demo: data
