@@ -1,0 +1,250 @@
+"""Lesson 05 source (jupytext percent format); `python scripts/make_notebooks.py` writes the .ipynb."""
+
+# %% [markdown]
+# # Lesson 5: Training PLAN in two stages
+#
+# Everything so far comes together in one loss (Eq. 1) and one schedule. PLAN trains in **two stages**: first the
+# backbone and pixel branch alone (so the anchors of lesson 2 mean something), then all branches together, with
+# the patient branch and the consistency term switched on a little later. This lesson trains the `tiny` preset on
+# CPU with `plan_lite.engine.train`, plots every loss term, and stops and resumes a run from its checkpoint.
+#
+# ## Overview
+# 1. The loss (Eq. 1) and the two-stage schedule.
+# 2. Training with live progress (`plan_lite.engine.train.train`).
+# 3. Checkpoint and exact resume.
+# 4. Loss curves per term from the run's `log.jsonl`.
+#
+# ## Prerequisites
+#
+# | Concepts | Importance | Notes |
+# |---|---|---|
+# | Lessons [2](02_anchor_queries.ipynb), [3](03_fes_loss.ipynb), [4](04_consistency_loss.ipynb) | Helpful | the terms of the loss |
+# | PyTorch training loop, optimiser, learning-rate schedule | Necessary | |
+# | GPU training | Helpful | the same cell runs `preset="paper", device="cuda"` |
+#
+# - **Time to learn**: 30 minutes.
+# - **System requirements**: CPU, about 3-5 minutes on 2 cores with the defaults; the `paper` preset needs a GPU
+#   (about 24 GB at batch 2, patch 24 x 256 x 256).
+#
+# ---
+
+# %% [markdown]
+# ## Imports
+
+# %%
+import json
+import shutil
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from plan_lite.config import get_preset
+from plan_lite.data.synthetic import generate_dataset
+from plan_lite.engine.checkpoint import load_checkpoint
+from plan_lite.engine.train import Schedule, train
+from plan_lite.model import PLAN
+from plan_lite.utils import atomic_write_json
+from plan_lite.viz import plot_loss_curves
+from plan_lite.viz.plots import read_log
+
+torch.set_num_threads(2)
+T0 = time.time()
+
+# %% [markdown]
+# ## Parameters
+
+# %% [parameters]
+data_dir = "../data/synthetic"  # dataset written by `make book`; generated into out_dir if absent
+out_dir = "../build/lessons/05"  # the run goes to out_dir/run (log.jsonl, last.pt, best.pt)
+seed = 0
+n_cases = 6  # cases of the fallback dataset when data_dir does not exist
+preset = "tiny"  # paper on a GPU
+device = "cpu"  # cuda on a GPU
+max_steps = 40  # total optimiser steps, split between the stages in the ratio of the preset
+patch_size = [16, 96, 96]  # (D, H, W), or [] for the patch of the preset
+batch_size = 2
+resume_at = 20  # stop the run after this many steps, then resume it (0 for no stop)
+max_minutes = 4.5  # wall-clock budget of the whole run (ends cleanly, checkpoint written)
+interactive_3d = False  # unused here (kept for a uniform interface)
+
+# %%
+def _need(ok, message):
+    if not ok:
+        raise ValueError(f"invalid parameter: {message}")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
+_need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+_need(_is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
+_need(_is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
+_need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
+_need(device in ("cpu", "cuda") or (isinstance(device, str) and device.startswith("cuda:")),
+      f"device must be 'cpu' or 'cuda', got {device!r}")
+_need(device == "cpu" or torch.cuda.is_available(), f"device {device!r} requested but CUDA is not available")
+_need(_is_int(max_steps) and max_steps >= 2, f"max_steps must be an int >= 2, got {max_steps!r}")
+_need(isinstance(patch_size, (list, tuple)) and (len(patch_size) == 0 or (len(patch_size) == 3 and all(
+    _is_int(s) and s > 0 for s in patch_size))), f"patch_size must be [] or three ints (D, H, W), got {patch_size!r}")
+_need(_is_int(batch_size) and batch_size >= 1, f"batch_size must be an int >= 1, got {batch_size!r}")
+_need(_is_int(resume_at) and 0 <= resume_at < max_steps, f"resume_at must be an int in 0..max_steps-1, got {resume_at!r}")
+_need(isinstance(max_minutes, (int, float)) and not isinstance(max_minutes, bool) and max_minutes > 0,
+      f"max_minutes must be a positive number, got {max_minutes!r}")
+_need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
+
+out_path = Path(out_dir)
+out_path.mkdir(parents=True, exist_ok=True)
+metrics = {"preset": preset, "device": device}
+
+
+def show(fig, name):
+    """Save a figure next to metrics.json and display it."""
+    fig.savefig(out_path / f"{name}.png", dpi=80, bbox_inches="tight")
+    display(fig)
+    plt.close(fig)
+
+# %% [markdown]
+# ## 1. The loss and the schedule
+#
+# $$ \mathcal{L} = 2\,(\mathcal{L}^{pix}_{CE} + \mathcal{L}^{pix}_{Dice})
+#    + \sum_{\text{sets}} \big(2\,\mathcal{L}_{cls} + 5\,\mathcal{L}_{BCE} + 5\,\mathcal{L}_{Dice}\big)
+#    + 1\cdot\mathcal{L}_{patient} + 0.1\,\mathcal{L}_{consist} $$
+#
+# | stage | trains | loss terms (log keys) |
+# |---|---|---|
+# | 1 | backbone + pixel branch | `loss_pixel_ce`, `loss_pixel_dice` |
+# | 2 | all branches | + `loss_class`, `loss_mask`, `loss_dice` (final set), `loss_aux` (deep supervision) |
+# | 2, from the patient start | + patient branch | + `loss_patient`, `loss_consistency` |
+#
+# The paper trains 500 + 500 epochs of 250 iterations (RAdam, lr 1e-4, poly decay, batch 2, patch
+# 24 x 256 x 256); the patient branch and the consistency term start at epoch 50 of stage 2. `max_steps` shrinks
+# that schedule keeping its proportions.
+
+# %%
+data_path = Path(data_dir)
+if not (data_path / "dataset.json").exists():
+    fallback = out_path / "data"
+    if not (fallback / "dataset.json").exists():
+        print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback}")
+        generate_dataset(fallback, n_cases=n_cases, seed=seed, overwrite=True, progress=False)
+    data_path = fallback
+overrides = {"seed": seed, "batch_size": batch_size}
+if patch_size:
+    overrides["patch_size"] = tuple(patch_size)
+cfg = get_preset(preset, **overrides)
+sched = Schedule.from_config(cfg, max_steps)
+print(f"preset {cfg.name}: patch {cfg.train.patch_size}, batch {cfg.train.batch_size}, lr {cfg.train.lr}, "
+      f"K = {cfg.loss.num_points}, Q = {cfg.model.num_queries}")
+print(f"schedule for {max_steps} steps: stage 1 = steps 1..{sched.stage1}, stage 2 = steps {sched.stage1 + 1}.."
+      f"{sched.total}, patient + consistency from step {sched.patient_start + 1}")
+print("parameters per branch:", PLAN(cfg).parameter_counts())
+
+# %% [markdown]
+# ## 2. Train
+#
+# `train(dataset_dir, cfg, out_dir, max_steps=..., device=...)` preprocesses the train split once (intensity
+# statistics from the train split only), samples patches (a third centred on lesions), augments them, and logs
+# every step to `out_dir/log.jsonl`. The progress bar shows the current loss terms. On a GPU the same call
+# with `preset = "paper"`, `device = "cuda"`, `patch_size = []` trains the full model (mixed precision on).
+#
+# Here the run is stopped after `resume_at` steps (`stop_after`), as if the machine had been switched off.
+
+# %%
+run_dir = out_path / "run"
+if run_dir.exists():
+    shutil.rmtree(run_dir)  # a fresh run every time the lesson is executed
+t_start = time.time()
+first_budget = max_minutes * resume_at / max_steps if resume_at else max_minutes  # keep time for the resume
+train(data_path, cfg, run_dir, max_steps=max_steps, device=device, progress=True,
+      stop_after=resume_at or None, max_minutes=first_budget)
+t_first = time.time() - t_start
+print(f"first part: {t_first:.0f} s; run folder: {sorted(p.name for p in run_dir.iterdir())}")
+
+# %% [markdown]
+# ## 3. Checkpoint and resume
+#
+# `last.pt` holds the model, optimiser, schedule, preprocessing statistics, the config and **every random state**
+# (Python, NumPy, torch, patch sampler, augmentation), in a format loaded with `torch.load(weights_only=True)`
+# (no pickled code). `train(..., resume=True)` continues exactly where the run stopped: the resumed run draws the
+# same patches and gives the same losses as an uninterrupted one.
+
+# %%
+state = load_checkpoint(run_dir / "last.pt")
+print(f"checkpoint at step {state['step']} (stage {state['stage']}); keys: {sorted(state)}")
+display(Markdown("| checkpoint field | content |\n|---|---|\n" + "\n".join(
+    f"| `{k}` | {type(v).__name__}{f' ({len(v)} entries)' if hasattr(v, '__len__') else ''} |"
+    for k, v in sorted(state.items()))))
+remaining = max_minutes - t_first / 60.0
+if state["step"] < max_steps and remaining > 0.1:
+    train(data_path, cfg, run_dir, resume=True, device=device, progress=True, max_minutes=remaining)
+seconds = time.time() - t_start
+final = load_checkpoint(run_dir / "last.pt")
+print(f"finished at step {final['step']} of {max_steps} in {seconds:.0f} s")
+
+# %% [markdown]
+# ## 4. Loss curves
+#
+# One curve per term of Eq. 1 (already weighted), against the step. The dashed line marks the start of
+# stage 2: the lesion-branch terms appear, and the total jumps because it now contains more terms.
+
+# %%
+log = read_log(run_dir / "log.jsonl")
+show(plot_loss_curves(log, smooth=max(1, len(log) // 20), title=f"{cfg.name}: loss terms (weighted)"), "loss_curves")
+val_log = run_dir / "val.jsonl"
+if val_log.exists() and val_log.read_text().strip():
+    print("validation records:")
+    for line in val_log.read_text().splitlines():
+        print("  ", line)
+
+# %% [markdown]
+# The numbers quoted in this lesson are written to `out_dir/metrics.json`: the first and last logged total loss,
+# the pixel-branch loss (comparable across the stages), the steps and the wall-clock seconds.
+
+# %%
+def pixel(rec):
+    return rec["loss_pixel_ce"] + rec["loss_pixel_dice"]
+
+
+n_avg = max(1, min(3, len(log) // 4))
+metrics.update(
+    steps=int(final["step"]), max_steps=max_steps, stage1_steps=sched.stage1,
+    first_loss=round(float(log[0]["total"]), 4), last_loss=round(float(log[-1]["total"]), 4),
+    first_pixel_loss=round(float(np.mean([pixel(r) for r in log[:n_avg]])), 4),
+    last_pixel_loss=round(float(np.mean([pixel(r) for r in log[-n_avg:]])), 4),
+    seconds=round(seconds, 1), seconds_per_step=round(seconds / max(1, final["step"]), 2),
+    resumed_at=int(state["step"]), checkpoint=str((run_dir / "last.pt").resolve()),
+)
+atomic_write_json(out_path / "metrics.json", metrics)
+print(json.dumps(metrics, indent=2))
+
+# %% [markdown]
+# ## Try it
+#
+# - `max_steps = 300` (the tiny preset's full 12 epochs of 25 steps): about 15-30 minutes on 2 cores; lesson 6
+#   then shows real detections.
+# - On a GPU: `preset = "paper"`, `device = "cuda"`, `patch_size = []`, `max_steps = 2000`, `max_minutes = 60`.
+# - Set `resume_at = 0` and compare the loss curve with a stopped-and-resumed run of the same seed: identical.
+# - From the shell: `plan-lite train DATASET --preset tiny --out runs/tiny --max-steps 60` and
+#   `--resume` (the same function).
+#
+# ## Summary
+#
+# - Eq. 1 sums the pixel, lesion (per prediction set), patient and consistency terms with weights 2 / 2-5-5 / 1 /
+#   0.1; the log keeps every term.
+# - Stage 1 trains the pixel branch alone, so the anchors are meaningful when stage 2 starts.
+# - A checkpoint carries model, optimiser, schedule, statistics and all random states; resume is exact.
+#
+# ## What's next
+#
+# [Lesson 6: evaluation](06_evaluation.ipynb) predicts the test split with this checkpoint and scores it at pixel,
+# lesion and patient level.
+#
+# ## Resources and references
+# - Yan et al., MICCAI 2023, Sec. 2.4 and 3 (loss, training details).
+# - Liu et al., *On the Variance of the Adaptive Learning Rate and Beyond (RAdam)*, ICLR 2020.

@@ -1,0 +1,264 @@
+"""Lesson 06 source (jupytext percent format); `python scripts/make_notebooks.py` writes the .ipynb."""
+
+# %% [markdown]
+# # Lesson 6: Evaluation at pixel, lesion and patient level
+#
+# PLAN is judged at three levels (paper Tables 1 and 2): **pixel** (tumour Dice), **lesion** (is every lesion
+# found, with how many false positives, of which type, down to which size) and **patient** (sensitivity and
+# specificity of "this patient has a tumour", AUC of malignant / benign / each type). This lesson predicts the
+# test split with the checkpoint of lesson 5 and computes all three with `plan_lite.metrics`.
+#
+# ## Overview
+# 1. Predict the test split (`plan_lite.engine.infer.predict`).
+# 2. Metrics and tables shaped like the paper's Tables 1 and 2 (`evaluate_folders`, `tables_markdown`).
+# 3. Patient-level ROC curves with the operating point (Fig. 2 style).
+# 4. Lesion recall by size.
+# 5. The worst cases: ground truth vs prediction; slice viewer and 3D view.
+#
+# ## Prerequisites
+#
+# | Concepts | Importance | Notes |
+# |---|---|---|
+# | [Lesson 5: training](05_training.ipynb) | Necessary | provides the checkpoint (or a short run is trained here) |
+# | Precision, recall, Dice | Necessary | |
+# | ROC curves and AUC | Helpful | sensitivity vs 1 - specificity over all thresholds |
+#
+# - **Time to learn**: 30 minutes.
+# - **System requirements**: CPU; about 1-2 minutes on 2 cores with the defaults when lesson 5 has run.
+#
+# ---
+
+# %% [markdown]
+# ## Imports
+
+# %%
+import json
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+
+from plan_lite.config import get_preset
+from plan_lite.data.io import MSDDataset, read_image
+from plan_lite.data.synthetic import generate_dataset
+from plan_lite.engine.infer import predict
+from plan_lite.engine.train import train
+from plan_lite.metrics import evaluate_folders, flatten_metrics, tables_markdown
+from plan_lite.utils import atomic_write_json
+from plan_lite.viz import montage, plot_recall_by_size, plot_roc, slice_viewer, view3d
+
+torch.set_num_threads(2)
+T0 = time.time()
+
+# %% [markdown]
+# ## Parameters
+
+# %% [parameters]
+data_dir = "../data/synthetic"  # dataset written by `make book`; generated into out_dir if absent
+out_dir = "../build/lessons/06"  # predictions, figures and metrics.json
+checkpoint = "../build/lessons/05/run/last.pt"  # trained in lesson 5; a short run is trained here if missing
+seed = 0
+n_cases = 8  # cases of the fallback dataset when data_dir does not exist
+split = "test"  # split of cases.csv to evaluate
+fallback_steps = 12  # steps of the short run when the checkpoint is missing
+fallback_patch = [16, 96, 96]  # (D, H, W) patch of that short run
+overlap = 0.25  # sliding-window overlap at inference (paper code 0.5)
+n_worst = 2  # worst cases shown
+interactive_3d = False  # True in a live JupyterLab: rotatable 3D view (k3d); False: static montage
+
+# %%
+def _need(ok, message):
+    if not ok:
+        raise ValueError(f"invalid parameter: {message}")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
+_need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+_need(isinstance(checkpoint, str), f"checkpoint must be a path string, got {checkpoint!r}")
+_need(_is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
+_need(_is_int(n_cases) and n_cases >= 5, f"n_cases must be an int >= 5, got {n_cases!r}")
+_need(split in ("train", "val", "test"), f"split must be train, val or test, got {split!r}")
+_need(_is_int(fallback_steps) and fallback_steps >= 2, f"fallback_steps must be an int >= 2, got {fallback_steps!r}")
+_need(isinstance(fallback_patch, (list, tuple)) and len(fallback_patch) == 3
+      and all(_is_int(s) and s > 0 for s in fallback_patch), f"fallback_patch must be three ints, got {fallback_patch!r}")
+_need(isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <= overlap < 1,
+      f"overlap must be a number in [0, 1), got {overlap!r}")
+_need(_is_int(n_worst) and n_worst >= 0, f"n_worst must be an int >= 0, got {n_worst!r}")
+_need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
+
+out_path = Path(out_dir)
+out_path.mkdir(parents=True, exist_ok=True)
+
+
+def show(fig, name):
+    """Save a figure next to metrics.json and display it."""
+    fig.savefig(out_path / f"{name}.png", dpi=80, bbox_inches="tight")
+    display(fig)
+    plt.close(fig)
+
+# %% [markdown]
+# ## 1. Predict the test split
+#
+# `predict(checkpoint, [dataset], out_dir, split="test")` preprocesses each case with the statistics stored in the
+# checkpoint, runs the network in sliding windows, forms the semantic map from the lesion branch (class
+# probability x mask probability summed over queries), extracts lesion instances (26-connected, >= 25 mm$^3$,
+# inside the liver), maps everything back to the original grid and writes `{case}.nii.gz`,
+# `{case}_lesions.json` and `{case}_patient.json` (the 11 patient-branch probabilities).
+
+# %%
+data_path = Path(data_dir)
+if not (data_path / "dataset.json").exists():
+    fallback = out_path / "data"
+    if not (fallback / "dataset.json").exists():
+        print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback}")
+        generate_dataset(fallback, n_cases=n_cases, seed=seed, overwrite=True, progress=False)
+    data_path = fallback
+ckpt = Path(checkpoint) if checkpoint else None
+trained_here = False
+if ckpt is None or not ckpt.is_file():
+    print(f"checkpoint {checkpoint!r} not found (run lesson 5 first for a better model): "
+          f"training {fallback_steps} steps here")
+    run_dir = out_path / "run"
+    if not (run_dir / "last.pt").exists():
+        cfg = get_preset("tiny", patch_size=tuple(fallback_patch), batch_size=1, seed=seed)
+        train(data_path, cfg, run_dir, max_steps=fallback_steps, progress=True, validate=False)
+    ckpt, trained_here = run_dir / "last.pt", True
+pred_dir = out_path / "pred"
+t = time.time()
+predict(ckpt, [data_path], pred_dir, split=split, progress=True, overlap=overlap)
+print(f"predicted the {split} split in {time.time() - t:.0f} s into {pred_dir}")
+
+# %% [markdown]
+# ## 2. Metrics and the paper's tables
+#
+# `evaluate_folders(dataset, predictions, cases_csv)` follows the paper's protocol:
+#
+# - **pixel**: tumour Dice per case (all lesion labels merged), mean over cases with tumour;
+# - **lesion**: ground-truth and predicted lesions are 26-connected components; a pair matches when their Dice is
+#   > 0.2 (one-to-one); lesions under 3 mm radius are not required. Precision, recall per radius bin, and the
+#   accuracy of the predicted type of matched lesions:
+#
+# $$ \text{Dice} = \frac{2|G \cap P|}{|G| + |P|}, \qquad \text{precision} = \frac{TP}{TP + FP}, \qquad
+#    \text{recall} = \frac{TP}{TP + FN}; $$
+#
+# - **patient**: the `any_tumor` score is thresholded at the value chosen on the **validation** split (Youden's J),
+#   then sensitivity on tumour patients and specificity on normal and on hard-negative subjects; AUCs for
+#   malignant, benign and each type.
+
+# %%
+metrics = evaluate_folders(data_path, pred_dir, cases_csv=data_path / "cases.csv", splits=(split,),
+                           progress=False, return_curves=True)
+display(Markdown(tables_markdown(metrics, title=f"{split} split, {metrics['n_cases']} cases")))
+if trained_here:
+    display(Markdown("*A very short run trained in this notebook: expect poor numbers. Run lesson 5 first.*"))
+
+# %% [markdown]
+# ## 3. Patient-level ROC curves (Fig. 2 style)
+#
+# Each curve sweeps the threshold on one patient output over the test cases. The marker is the operating point:
+# the threshold fixed beforehand on the validation split, applied to the test split.
+
+# %%
+pm = metrics["patient"]
+curves = metrics.get("_roc", {})
+if curves:
+    op = None
+    if pm.get("sensitivity") is not None and pm.get("specificity") is not None and "any_tumor" in curves:
+        op = {"any_tumor": {"fpr": 1 - pm["specificity"], "tpr": pm["sensitivity"], "threshold": pm["threshold"]}}
+    show(plot_roc(curves, operating_point=op, title=f"Patient level, {split} split"), "roc")
+else:
+    print("ROC undefined: the evaluated split needs both positive and negative patients for some output "
+          f"(n = {pm.get('n')}, positives = {pm.get('n_pos')}). Use more cases (make book generates 24).")
+
+# %% [markdown]
+# ## 4. Lesion recall by size
+#
+# The paper's central difficulty: small lesions. Each bar is the recall of ground-truth lesions in a radius bin
+# (labelled detected / total).
+
+# %%
+show(plot_recall_by_size(metrics["lesion"], title=f"Lesion recall by radius, {split} split"), "recall_by_size")
+
+# %% [markdown]
+# ## 5. The worst cases
+#
+# Cases with tumour sorted by Dice, worst first. Ground truth is outlined, the prediction filled. In a live
+# kernel the slice viewer below lets you scroll through the worst case (the static book shows only the montage).
+
+# %%
+per_case = metrics["per_case"]
+ranked = sorted((c for c, r in per_case.items() if not r["gt_empty"]), key=lambda c: per_case[c]["dice"])
+ranked += [c for c, r in per_case.items() if r["gt_empty"] and r["fp"] > 0]  # false alarms on tumour-free cases
+ds = MSDDataset(data_path)
+shown = []
+for cid in ranked[:n_worst]:
+    case = ds.load(cid)
+    pred = read_image(pred_dir / f"{cid}.nii.gz")[0].astype(np.uint8)
+    r = per_case[cid]
+    show(montage(case.image, case.label, pred=pred, spacing=case.spacing, n=4,
+                 title=f"{cid}: Dice {r['dice']:.2f}, TP {r['tp']} FP {r['fp']} FN {r['fn']}"), f"worst_{cid}")
+    shown.append((case, pred))
+if shown:
+    case, pred = shown[0]
+    lesions = json.loads((pred_dir / f"{case.case_id}_lesions.json").read_text())["lesions"]
+    lesions = [{**les, "centroid": les.get("centroid", les.get("center_voxel_zyx"))} for les in lesions]
+    display(slice_viewer(case.image, case.label, pred, lesions=lesions, spacing=case.spacing))
+
+# %% [markdown]
+# **3D view.** With `interactive_3d = True` in a live JupyterLab, `view3d` shows the liver and the lesions as a
+# rotatable volume (k3d, offline) and can save a self-contained HTML snapshot for the book. Otherwise (papermill,
+# CI, static book) a montage stands in.
+
+# %%
+if shown:
+    case, pred = shown[0]
+    if interactive_3d:
+        display(view3d(case.image, case.label, case.spacing, snapshot_path=out_path / f"{case.case_id}_3d.html"))
+    else:
+        show(montage(case.image, case.label, pred=pred, spacing=case.spacing, n=6,
+                     title=f"{case.case_id} (static stand-in for the 3D view)"), "view3d_static")
+
+# %% [markdown]
+# The metrics are written to `out_dir/metrics.json` with stable dotted keys (`pixel.dice`, `lesion.precision`,
+# `lesion.recall`, `patient.sensitivity`, ...):
+
+# %%
+flat = flatten_metrics({k: v for k, v in metrics.items() if not k.startswith("_")})
+flat.update({"checkpoint": str(ckpt), "trained_here": trained_here, "seconds": round(time.time() - T0, 1)})
+atomic_write_json(out_path / "metrics.json", flat)
+for k in ("pixel.dice", "lesion.precision", "lesion.recall", "lesion.type_accuracy", "patient.sensitivity",
+          "patient.specificity", "patient.auc_any_tumor", "patient.auc_malignant", "patient.auc_benign"):
+    print(f"{k:<26} {flat.get(k)}")
+
+# %% [markdown]
+# ## Try it
+#
+# - `overlap = 0.5` (the paper code): slower, smoother predictions at window borders.
+# - Train longer in lesson 5 (`max_steps = 300`) and rerun: recall in the small-radius bins is the last to rise.
+# - `split = "val"`: the threshold is chosen on val, so val sensitivity / specificity are optimistic.
+# - From the shell: `plan-lite predict RUN/last.pt DATASET --split test --out PRED` and
+#   `plan-lite evaluate DATASET PRED --cases DATASET/cases.csv`.
+#
+# ## Summary
+#
+# - Pixel Dice, lesion precision / recall (Dice > 0.2 matching, recall by radius) and patient sensitivity /
+#   specificity / AUC are computed by `evaluate_folders` and printed as the paper's Tables 1 and 2.
+# - The patient threshold is chosen on the validation split and only applied to the test split.
+# - Always look at the worst cases: the montage shows whether errors are missed small lesions, false alarms or
+#   type confusions.
+#
+# ## What's next
+#
+# [Lesson 7: experiments](07_experiments.ipynb) trains the ablations and baselines under one budget and gathers
+# them into a Table-4-style comparison.
+#
+# ## Resources and references
+# - Yan et al., MICCAI 2023, Tables 1, 2 and Fig. 2.
+# - Maier-Hein et al., *Metrics reloaded*, Nature Methods 2024 (choosing segmentation and detection metrics).
