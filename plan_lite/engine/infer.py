@@ -41,6 +41,8 @@ from plan_lite.labels import (
 )
 from plan_lite.utils import atomic_write_json, atomic_write_text
 
+SEMANTIC_SOURCES = ("lesion", "pixel", "fused")
+
 
 @dataclass
 class CasePrediction:
@@ -58,8 +60,12 @@ class Predictor:
     def __init__(self, checkpoint=None, *, model=None, cfg=None, stats=None, stage: int | None = None,
                  device: str | torch.device | None = None, overlap: float = 0.5, sw_batch_size: int = 2,
                  keep_outside_liver: bool = False, min_volume_mm3: float = 25.0,
-                 max_liver_distance_mm: float = 3.0, two_pass: bool = False):
+                 max_liver_distance_mm: float = 3.0, two_pass: bool = False, semantic: str = "lesion"):
         from plan_lite.engine.data import make_preprocessor
+
+        if semantic not in SEMANTIC_SOURCES:
+            raise PlanLiteError(f"Predictor: semantic must be one of {', '.join(SEMANTIC_SOURCES)}, got {semantic!r}")
+        self.semantic = semantic
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if checkpoint is not None:
@@ -93,7 +99,12 @@ class Predictor:
         from plan_lite.model.inference import semantic_inference
 
         out = self.model(x, stage=self.stage)
-        probs = semantic_inference(out)
+        if self.semantic == "pixel":
+            probs = torch.softmax(out["pixel_logits"].float(), dim=1)
+        elif self.semantic == "fused":
+            probs = 0.5 * (semantic_inference(out) + torch.softmax(out["pixel_logits"].float(), dim=1))
+        else:
+            probs = semantic_inference(out)
         if self.has_patient and "patient_logits" in out:
             pat = torch.sigmoid(out["patient_logits"].float())[:, :, None, None, None]
             probs = torch.cat([probs, pat.expand(-1, -1, *probs.shape[2:])], 1)
@@ -231,10 +242,16 @@ def write_patients_csv(preds: dict[str, dict[str, float]], names: list[str], pat
 
 def predict(checkpoint, inputs, out_dir, progress: bool = True, split: str | None = None,
             keep_outside_liver: bool = False, device: str | None = None, overlap: float = 0.5,
-            two_pass: bool = False, predictor: Predictor | None = None) -> Path:
-    """Predict every input case into ``out_dir`` (see the module docstring); returns ``out_dir``."""
+            two_pass: bool = False, predictor: Predictor | None = None, semantic: str = "lesion") -> Path:
+    """Predict every input case into ``out_dir`` (see the module docstring); returns ``out_dir``.
+
+    ``semantic`` picks the per-voxel class probabilities (``SEMANTIC_SOURCES``): ``"lesion"`` (default, the
+    paper's lesion-branch semantic map, Sec. 2.6), ``"pixel"`` (softmax of the pixel branch, the nnU-Net-like
+    output that the anchors are built from) or ``"fused"`` (their mean). Short CPU trainings (``tiny``, a few
+    hundred steps) reach a useful pixel branch long before the lesion branch's query masks are sharp.
+    """
     pred = predictor or Predictor(checkpoint, device=device, overlap=overlap, keep_outside_liver=keep_outside_liver,
-                                  two_pass=two_pass)
+                                  two_pass=two_pass, semantic=semantic)
     loaders = resolve_inputs(inputs if isinstance(inputs, (list, tuple)) else [inputs], pred.cfg.data.phases, split)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -274,4 +291,4 @@ def validation_metrics(model, cfg, stats, dataset_dir, case_ids, stage: int = 2,
             "fp": m["lesion"].get("fp"), "fn": m["lesion"].get("fn"), "score": float(np.mean(vals))}
 
 
-__all__ = ["Predictor", "CasePrediction", "predict", "resolve_inputs", "write_prediction", "validation_metrics"]
+__all__ = ["SEMANTIC_SOURCES", "Predictor", "CasePrediction", "predict", "resolve_inputs", "write_prediction", "validation_metrics"]
