@@ -20,6 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override for all")
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-validate", action="store_true", help="skip validation during training (faster on CPU)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     run_experiment(args.dataset, args.out, preset=args.preset, variants=tuple(args.variants),
                    max_steps=args.max_steps, max_minutes=args.max_minutes, seed=args.seed,
-                   overrides=parse_overrides(args.overrides), device=args.device, progress=not args.no_progress)
+                   overrides=parse_overrides(args.overrides), device=args.device, progress=not args.no_progress,
+                   validate=not args.no_validate)
     print((__import__("pathlib").Path(args.out) / "ablation.md").read_text())
     return 0

@@ -62,8 +62,12 @@ def ablation_markdown(rows: dict[str, dict], meta: dict) -> str:
 def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_VARIANTS,
                    max_steps: int | None = None, max_minutes: float | None = None, seed: int = 0,
                    overrides: dict | None = None, device: str | None = None, progress: bool = True,
-                   overlap: float = 0.5) -> dict:
-    """Train, predict and evaluate every variant; write ``ablation.json`` / ``ablation.md``; return the json."""
+                   overlap: float = 0.5, validate: bool = True) -> dict:
+    """Train, predict and evaluate every variant; write ``ablation.json`` / ``ablation.md``; return the json.
+
+    ``validate=False`` skips the periodic validation inside training (the test split is evaluated anyway); with
+    short CPU budgets validation of an untrained model costs more than the training itself.
+    """
     from plan_lite.config import VARIANTS, get_preset
     from plan_lite.engine.infer import predict
     from plan_lite.engine.train import Schedule, train
@@ -81,7 +85,7 @@ def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_
         cfg = get_preset(preset, **{**VARIANTS[v], **(overrides or {}), "seed": seed})
         run_dir, pred_dir = out / v / "run", out / v / "pred"
         train(dataset_dir, cfg, run_dir, max_steps=max_steps, max_minutes=max_minutes,
-              resume=(run_dir / "last.pt").exists(), device=device, progress=progress)
+              resume=(run_dir / "last.pt").exists(), device=device, progress=progress, validate=validate)
         predict(run_dir / "last.pt", [dataset_dir], pred_dir, progress=progress, split="test", device=device,
                 overlap=overlap)
         source = "volume" if v in VOLUME_SCORED else "patient"

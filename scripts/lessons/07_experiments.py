@@ -157,7 +157,7 @@ sweep_dir = out_path / "sweep"
 t = time.time()
 report = run_experiment(data_path, sweep_dir, preset=preset, variants=list(variants), max_steps=max_steps, seed=seed,
                         overrides={"patch_size": tuple(patch_size), "batch_size": 1}, progress=False,
-                        overlap=overlap)
+                        overlap=overlap, validate=False)
 print(f"{len(variants)} variants in {time.time() - t:.0f} s")
 
 # %% [markdown]
