@@ -40,7 +40,7 @@ book/_static/mathjax/es5/tex-chtml-full.js:
 	cp build/npm/node_modules/mathjax/es5/tex-chtml-full.js $@
 
 lint: venv
-	$(VENV)/bin/ruff check plan_lite tests benchmarks
+	$(VENV)/bin/ruff check plan_lite tests benchmarks scripts book/_ext
 
 test: venv lint browser-deps mathjax
 	$(VENV)/bin/pytest -q --durations=15 tests
