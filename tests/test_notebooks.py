@@ -69,7 +69,8 @@ def test_structure(name):
     for p in ("data_dir", "out_dir", "seed", "interactive_3d"):
         assert f"{p} = " in params, f"{name}: parameter {p} missing"
     nxt = nb.cells[tagged[0] + 1]
-    assert nxt.cell_type == "code" and "raise ValueError" in nxt.source, "validation right after the parameters"
+    validates = "need(" in nxt.source or "raise ValueError" in nxt.source
+    assert nxt.cell_type == "code" and validates, "validation right after the parameters"
     for c in nb.cells:
         if c.cell_type == "code":
             assert c.outputs == [] and c.execution_count is None, f"{name}: committed with outputs"

@@ -56,9 +56,10 @@ from plan_lite.data.io import (
     write_label,
 )
 from plan_lite.data.preprocess import Preprocessor
-from plan_lite.data.synthetic import dataset_statistics, generate_case, generate_dataset
+from plan_lite.data.synthetic import dataset_statistics, generate_case
 from plan_lite.data.validate import summarize_dataset, validate_dataset
 from plan_lite.labels import LESION_LABELS
+from plan_lite.lessons import ensure_dataset, is_int, need, show
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import montage, plot_hu_curves
 
@@ -81,38 +82,22 @@ n_augment = 3  # augmented samples in the preview
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-def _need(ok, message):
-    if not ok:
-        raise ValueError(f"invalid parameter: {message}")
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-_need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-_need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-_need(_is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-_need(_is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
-_need(isinstance(case_shape, (list, tuple)) and len(case_shape) == 3 and all(_is_int(s) and s >= 8 for s in case_shape),
+need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
+need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
+need(is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
+need(isinstance(case_shape, (list, tuple)) and len(case_shape) == 3 and all(is_int(s) and s >= 8 for s in case_shape),
       f"case_shape must be three ints >= 8, got {case_shape!r}")
-_need(isinstance(target_spacing, (list, tuple)) and len(target_spacing) == 3
+need(isinstance(target_spacing, (list, tuple)) and len(target_spacing) == 3
       and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in target_spacing),
       f"target_spacing must be three positive numbers (z, y, x) mm, got {target_spacing!r}")
-_need(isinstance(realdata_dir, str), f"realdata_dir must be a str, got {realdata_dir!r}")
-_need(_is_int(n_augment) and 1 <= n_augment <= 8, f"n_augment must be an int in 1..8, got {n_augment!r}")
-_need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
+need(isinstance(realdata_dir, str), f"realdata_dir must be a str, got {realdata_dir!r}")
+need(is_int(n_augment) and 1 <= n_augment <= 8, f"n_augment must be an int in 1..8, got {n_augment!r}")
+need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)
 metrics = {}
-
-
-def show(fig, name):
-    """Save a figure next to metrics.json and display it."""
-    fig.savefig(out_path / f"{name}.png", dpi=80, bbox_inches="tight")
-    display(fig)
-    plt.close(fig)
 
 # %% [markdown]
 # ## 1. The generator and its data card
@@ -129,15 +114,7 @@ def show(fig, name):
 # :::
 
 # %%
-data_path = Path(data_dir)
-if not (data_path / "dataset.json").exists():
-    fallback = out_path / "data"
-    if not (fallback / "dataset.json").exists():
-        print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback} "
-              "(`make book` writes the full 24-case dataset)")
-        generate_dataset(fallback, n_cases=n_cases, seed=seed, shape=tuple(case_shape), overwrite=True,
-                         progress=False)
-    data_path = fallback
+data_path = ensure_dataset(data_dir, out_path, n_cases, seed, shape=tuple(case_shape))
 print("dataset:", data_path.resolve())
 stats = dataset_statistics(data_path)
 
@@ -157,7 +134,7 @@ print(f"image {image.shape} int16 HU, label {case.label.shape} uint8, spacing {c
 for les in case.lesions:
     print(f"  lesion {les['id']}: {les['type']:<15} radius {les['radius_mm']:5.1f} mm  centre {les['center_mm']} mm")
 show(montage(image, case.label, lesions=case.lesions, spacing=case.spacing, n=4,
-             title="Synthetic subject: NC / LA / PV"), "phases")
+             title="Synthetic subject: NC / LA / PV"), out_path, "phases")
 
 # %% [markdown]
 # ## 3. Lesion types and their enhancement patterns
@@ -176,7 +153,7 @@ for variant, per_phase in stats["lesion_hu"].items():
     measured[variant] = [per_phase[p]["mean"] for p in ("nc", "la", "pv")]
     measured_sd[variant] = [per_phase[p]["sd"] for p in ("nc", "la", "pv")]
 show(plot_hu_curves(["NC", "LA", "PV"], measured, measured_sd,
-                    title=f"Measured enhancement ({stats['n_cases']} cases)"), "hu_curves")
+                    title=f"Measured enhancement ({stats['n_cases']} cases)"), out_path, "hu_curves")
 display(Markdown(lesion_hu_table(stats)))
 metrics["hu_measured"] = {k: [round(float(x), 1) for x in v] for k, v in measured.items()}
 
@@ -196,7 +173,7 @@ if real_ct.exists():
     seg = read_image(seg_path)[0].astype(np.uint8) if seg_path.exists() else None
     print(f"real CT {ct.shape} at {ct_spacing} mm, HU {ct.min():.0f}..{ct.max():.0f}")
     show(montage(ct.astype(np.float32), seg, phases=["NC (real)"], spacing=ct_spacing, n=4,
-                 window="abdomen", title="Real non-contrast CT fixture"), "real_ct")
+                 window="abdomen", title="Real non-contrast CT fixture"), out_path, "real_ct")
     metrics["realdata_shape"] = list(ct.shape)
 else:
     print(f"Real CT fixture not found at {real_ct.resolve()}: writing the synthetic case to disk and reading it "
@@ -241,9 +218,9 @@ print(f"{raw.case_id}: {raw.image.shape[1:]} at {raw.spacing} mm  ->  {prep.imag
       f"({time.time() - t:.1f} s)")
 lesions_raw = read_lesions_json(data_path / "lesions.json").get(raw.case_id, [])
 show(montage(raw.image, raw.label, lesions=lesions_raw, spacing=raw.spacing, n=3, title=f"{raw.case_id}: original grid (HU)"),
-     "before_preprocessing")
+     out_path, "before_preprocessing")
 show(montage(prep.image, prep.label, spacing=prep.spacing, n=3, window=(0.0, 5.0),
-             title=f"{raw.case_id}: liver crop at {tuple(prep.spacing)} mm, normalised"), "after_preprocessing")
+             title=f"{raw.case_id}: liver crop at {tuple(prep.spacing)} mm, normalised"), out_path, "after_preprocessing")
 fig, ax = plt.subplots(1, 2, figsize=(9, 3))
 liver = raw.label == 1
 for c, p in enumerate(("nc", "la", "pv")):
@@ -252,7 +229,7 @@ for c, p in enumerate(("nc", "la", "pv")):
 ax[0].set(title="liver voxels, HU", xlabel="HU")
 ax[1].set(title="liver voxels, normalised", xlabel="z-score")
 ax[0].legend()
-show(fig, "normalisation")
+show(fig, out_path, "normalisation")
 metrics["preprocessed_shape"] = list(prep.image.shape[1:])
 metrics["preprocessed_spacing"] = list(prep.spacing)
 
@@ -291,7 +268,7 @@ for i in range(n_augment):
     axes[i + 1].set_title(f"draw {i + 1}")
 for a in axes:
     a.axis("off")
-show(fig, "augmentation")
+show(fig, out_path, "augmentation")
 
 # %% [markdown]
 # ## 7. Dataset validation

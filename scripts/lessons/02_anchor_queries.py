@@ -44,11 +44,11 @@ from IPython.display import Markdown, display
 
 from plan_lite.config import get_preset
 from plan_lite.data.io import MSDDataset, read_cases_csv
-from plan_lite.data.synthetic import generate_dataset
 from plan_lite.engine.checkpoint import load_checkpoint
 from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
 from plan_lite.labels import IGNORE_LABEL, LABEL_NAMES, LESION_LABELS, NUM_CLASSES
+from plan_lite.lessons import ensure_dataset, is_int, need, show
 from plan_lite.losses import HungarianMatcher, build_targets
 from plan_lite.metrics.pixel import dice_from_counts
 from plan_lite.model import PLAN, compute_anchors, mask_logits
@@ -74,37 +74,21 @@ checkpoint = ""  # optional trained run (e.g. ../build/lessons/05/run/last.pt) t
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-def _need(ok, message):
-    if not ok:
-        raise ValueError(f"invalid parameter: {message}")
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-_need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-_need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-_need(_is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-_need(_is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
-_need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
-_need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(_is_int(s) and s > 0 for s in patch_size),
+need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
+need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
+need(is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
+need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
+need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(is_int(s) and s > 0 for s in patch_size),
       f"patch_size must be three ints (D, H, W), got {patch_size!r}")
-_need(_is_int(n_patches) and n_patches >= 1, f"n_patches must be an int >= 1, got {n_patches!r}")
-_need(pixel_source in ("oracle", "model"), f"pixel_source must be 'oracle' or 'model', got {pixel_source!r}")
-_need(isinstance(checkpoint, str), f"checkpoint must be a path string ('' for none), got {checkpoint!r}")
-_need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
+need(is_int(n_patches) and n_patches >= 1, f"n_patches must be an int >= 1, got {n_patches!r}")
+need(pixel_source in ("oracle", "model"), f"pixel_source must be 'oracle' or 'model', got {pixel_source!r}")
+need(isinstance(checkpoint, str), f"checkpoint must be a path string ('' for none), got {checkpoint!r}")
+need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)
 metrics = {"preset": preset, "patch_size": list(patch_size), "pixel_source": pixel_source}
-
-
-def show(fig, name):
-    """Save a figure next to metrics.json and display it."""
-    fig.savefig(out_path / f"{name}.png", dpi=80, bbox_inches="tight")
-    display(fig)
-    plt.close(fig)
 
 # %% [markdown]
 # ## Data: lesion patches
@@ -113,13 +97,7 @@ def show(fig, name):
 # centred on a lesion) from preprocessed tumour cases.
 
 # %%
-data_path = Path(data_dir)
-if not (data_path / "dataset.json").exists():
-    fallback = out_path / "data"
-    if not (fallback / "dataset.json").exists():
-        print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback}")
-        generate_dataset(fallback, n_cases=n_cases, seed=seed, overwrite=True, progress=False)
-    data_path = fallback
+data_path = ensure_dataset(data_dir, out_path, n_cases, seed)
 cfg = get_preset(preset, patch_size=tuple(patch_size))
 cfg_no_anchor = get_preset(preset, patch_size=tuple(patch_size), anchor_queries=False)
 ds = MSDDataset(data_path, phases=cfg.data.phases)
@@ -201,7 +179,7 @@ ax[2].imshow(s[zc].numpy() > cfg.model.anchor_threshold, cmap="gray")
 ax[2].set_title(f"s(x) > {cfg.model.anchor_threshold}")
 for a in ax:
     a.axis("off")
-show(fig, "lesion_probability")
+show(fig, out_path, "lesion_probability")
 
 # %% [markdown]
 # ## 2. Components -> anchor regions -> anchor vectors
@@ -248,7 +226,7 @@ for mask, kind in zip(anchors.masks[0], anchors.kinds[0]):
         lesion_anchor[mask.numpy()] = np.bincount(under).argmax() if under.size else 14
 show(montage(images[0], np.where(labels[0] == IGNORE_LABEL, 0, labels[0]), pred=lesion_anchor, n=4,
              window=(0.0, 5.0), spacing=cfg.data.spacing, title="GT lesions (outline) and lesion anchors (fill)"),
-     "anchors")
+     out_path, "anchors")
 slice_viewer(images[0], np.where(labels[0] == IGNORE_LABEL, 0, labels[0]).astype(np.uint8),
              anchors=anchors.masks[0][anchors.kinds[0] == 2].numpy(), spacing=cfg.data.spacing)
 

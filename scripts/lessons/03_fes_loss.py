@@ -43,10 +43,11 @@ from IPython.display import Markdown, display
 
 from plan_lite.config import get_preset
 from plan_lite.data.io import MSDDataset, read_cases_csv
-from plan_lite.data.synthetic import generate_case, generate_dataset
+from plan_lite.data.synthetic import generate_case
 from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
 from plan_lite.engine.train import patient_targets
+from plan_lite.lessons import ensure_dataset, is_int, need, show
 from plan_lite.losses import PlanCriterion, build_targets, point_sample, sample_points
 from plan_lite.metrics.lesion import equivalent_radius
 from plan_lite.model import PLAN
@@ -73,46 +74,30 @@ demo_patch = [16, 96, 96]  # patch of the tiny-model criterion demo (section 4);
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-def _need(ok, message):
-    if not ok:
-        raise ValueError(f"invalid parameter: {message}")
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _ints(v, n, low=1):
-    return isinstance(v, (list, tuple)) and len(v) == n and all(_is_int(x) and x >= low for x in v)
+    return isinstance(v, (list, tuple)) and len(v) == n and all(is_int(x) and x >= low for x in v)
 
 
-_need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-_need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-_need(_is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-_need(_is_int(n_cases) and n_cases >= 1, f"n_cases must be an int >= 1, got {n_cases!r}")
-_need(_ints(grid, 3, 4), f"grid must be three ints >= 4 (D, H, W), got {grid!r}")
-_need(isinstance(grid_spacing, (list, tuple)) and len(grid_spacing) == 3
+need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
+need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
+need(is_int(n_cases) and n_cases >= 1, f"n_cases must be an int >= 1, got {n_cases!r}")
+need(_ints(grid, 3, 4), f"grid must be three ints >= 4 (D, H, W), got {grid!r}")
+need(isinstance(grid_spacing, (list, tuple)) and len(grid_spacing) == 3
       and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in grid_spacing),
       f"grid_spacing must be three positive numbers (z, y, x) mm, got {grid_spacing!r}")
-_need(_is_int(num_points) and num_points >= 16, f"num_points must be an int >= 16, got {num_points!r}")
-_need(_is_int(fes_fg_points) and 1 <= fes_fg_points < num_points // 4,
+need(is_int(num_points) and num_points >= 16, f"num_points must be an int >= 16, got {num_points!r}")
+need(is_int(fes_fg_points) and 1 <= fes_fg_points < num_points // 4,
       f"fes_fg_points must be an int in 1..K/4, got {fes_fg_points!r}")
-_need(_is_int(n_draws) and n_draws >= 1, f"n_draws must be an int >= 1, got {n_draws!r}")
-_need(isinstance(demo_patch, (list, tuple)) and (len(demo_patch) == 0 or _ints(demo_patch, 3, 4)),
+need(is_int(n_draws) and n_draws >= 1, f"n_draws must be an int >= 1, got {n_draws!r}")
+need(isinstance(demo_patch, (list, tuple)) and (len(demo_patch) == 0 or _ints(demo_patch, 3, 4)),
       f"demo_patch must be [] or three ints (D, H, W), got {demo_patch!r}")
-_need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
+need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)
 gen = torch.Generator().manual_seed(seed)
 metrics = {"K": num_points, "n": fes_fg_points, "grid": list(grid), "grid_spacing": list(grid_spacing)}
-
-
-def show(fig, name):
-    """Save a figure next to metrics.json and display it."""
-    fig.savefig(out_path / f"{name}.png", dpi=80, bbox_inches="tight")
-    display(fig)
-    plt.close(fig)
 
 # %% [markdown]
 # ## 1. Point-sampled mask losses
@@ -200,7 +185,7 @@ ax.axhline(fes_fg_points + 0.5, color="tab:orange", lw=0.8, ls=":")
 ax.set(xscale="log", yscale="log", xlabel="lesion radius (mm, equivalent sphere)",
        ylabel="foreground points + 0.5", title=f"Points inside each lesion, K = {num_points} on {tuple(grid)}")
 ax.legend(fontsize=8)
-show(fig, "fg_points_vs_radius")
+show(fig, out_path, "fg_points_vs_radius")
 
 small = res[:, 2] < 5.0
 table = ["| lesions | samplings | zero fg points, importance only | zero fg points, FES | min fg points, FES |",
@@ -241,7 +226,7 @@ for ax, n_fg, title in ((axes[0], 0, "importance + uniform"), (axes[1], fes_fg_p
     kinds = ["fes"] * n_fg + ["importance"] * n_imp + ["uniform"] * (num_points - n_fg - n_imp)
     plot_points(case.images["pv"][zc], coords[0].numpy(), masks[j, zc].numpy(), kinds=kinds, z_index=zc,
                 depth=grid[0], title=f"{title}: lesion of {int(masks[j].sum())} voxels", ax=ax)
-show(fig, "points_on_slice")
+show(fig, out_path, "points_on_slice")
 
 # %% [markdown]
 # ## 4. The points the training criterion really uses
@@ -254,13 +239,7 @@ show(fig, "points_on_slice")
 # %%
 demo = {}
 if demo_patch:
-    data_path = Path(data_dir)
-    if not (data_path / "dataset.json").exists():
-        fallback = out_path / "data"
-        if not (fallback / "dataset.json").exists():
-            print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback}")
-            generate_dataset(fallback, n_cases=max(n_cases, 3), seed=seed, overwrite=True, progress=False)
-        data_path = fallback
+    data_path = ensure_dataset(data_dir, out_path, max(n_cases, 3), seed)
     cfg = get_preset("tiny", patch_size=tuple(demo_patch))
     ds = MSDDataset(data_path, phases=cfg.data.phases)
     rows_csv = read_cases_csv(data_path / "cases.csv")
@@ -292,7 +271,7 @@ if demo_patch:
         show(plot_points(images[0, 2, zc], pairs["coords"][k].numpy(), tmask[zc].numpy(), kinds=kinds, z_index=zc,
                          depth=images.shape[2], window=(0.0, 5.0),
                          title=f"criterion points, query {int(pairs['query_idx'][k])}: {fg_in} of K inside"),
-             "criterion_points")
+             out_path, "criterion_points")
         demo = {"demo_K": cfg.loss.num_points, "demo_fg_points": fg_in, "demo_n_fes": nf}
 metrics.update(demo)
 

@@ -42,11 +42,11 @@ from IPython.display import Markdown, display
 
 from plan_lite.config import get_preset
 from plan_lite.data.io import MSDDataset, read_cases_csv
-from plan_lite.data.synthetic import generate_dataset
 from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
 from plan_lite.engine.train import patient_targets
 from plan_lite.labels import LESION_TYPE_NAMES, NUM_LESION_TYPES, patient_output_names
+from plan_lite.lessons import ensure_dataset, is_int, need, show
 from plan_lite.losses import PlanCriterion, build_targets, consistency_loss
 from plan_lite.model import PLAN
 from plan_lite.utils import atomic_write_json
@@ -70,41 +70,25 @@ w_consistency = 0.1  # weight of the consistency term (paper 0.1)
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-def _need(ok, message):
-    if not ok:
-        raise ValueError(f"invalid parameter: {message}")
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-_need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-_need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-_need(_is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-_need(_is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
-_need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
-_need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(_is_int(s) and s > 0 for s in patch_size),
+need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
+need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
+need(is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
+need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
+need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(is_int(s) and s > 0 for s in patch_size),
       f"patch_size must be three ints (D, H, W), got {patch_size!r}")
-_need(_is_int(opt_steps) and opt_steps >= 1, f"opt_steps must be an int >= 1, got {opt_steps!r}")
-_need(_is_num(lr) and lr > 0, f"lr must be a positive number, got {lr!r}")
-_need(_is_num(w_consistency) and w_consistency > 0, f"w_consistency must be a positive number, got {w_consistency!r}")
-_need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
+need(is_int(opt_steps) and opt_steps >= 1, f"opt_steps must be an int >= 1, got {opt_steps!r}")
+need(_is_num(lr) and lr > 0, f"lr must be a positive number, got {lr!r}")
+need(_is_num(w_consistency) and w_consistency > 0, f"w_consistency must be a positive number, got {w_consistency!r}")
+need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)
 metrics = {"preset": preset, "patch_size": list(patch_size), "opt_steps": opt_steps, "w_consistency": w_consistency}
-
-
-def show(fig, name):
-    """Save a figure next to metrics.json and display it."""
-    fig.savefig(out_path / f"{name}.png", dpi=80, bbox_inches="tight")
-    display(fig)
-    plt.close(fig)
 
 # %% [markdown]
 # ## Data and one forward pass
@@ -113,13 +97,7 @@ def show(fig, name):
 # patient targets are the training code's soft labels of the patch, $\min(1, \text{voxels}/100)$ per group.
 
 # %%
-data_path = Path(data_dir)
-if not (data_path / "dataset.json").exists():
-    fallback = out_path / "data"
-    if not (fallback / "dataset.json").exists():
-        print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback}")
-        generate_dataset(fallback, n_cases=n_cases, seed=seed, overwrite=True, progress=False)
-    data_path = fallback
+data_path = ensure_dataset(data_dir, out_path, n_cases, seed)
 cfg = get_preset(preset, patch_size=tuple(patch_size), w_consistency=float(w_consistency))
 rows = read_cases_csv(data_path / "cases.csv")
 tumor_id = next(r["case"] for r in rows if r["group"] == "tumor" and int(r["num_lesions"]) > 0)
@@ -184,7 +162,7 @@ for i, ax in enumerate(axes[0]):
     ax.set_xticks(xs, LESION_TYPE_NAMES, rotation=45, ha="right", fontsize=8)
     ax.set(ylim=(0, 1.08), title=f"patch {i} ({raws[i].case_id}), untrained")
 axes[0][0].legend(fontsize=8)
-show(fig, "readouts_untrained")
+show(fig, out_path, "readouts_untrained")
 
 # %% [markdown]
 # ## 2. The consistency term
@@ -250,7 +228,7 @@ for name, hist in curves.items():
     ax.plot(np.arange(1, opt_steps + 1), hist, label=name)
 ax.set(xlabel="step", ylabel="RMS $|d - p|$", title="Lesion vs patient readouts", ylim=(0, None))
 ax.legend()
-show(fig, "disagreement")
+show(fig, out_path, "disagreement")
 
 # %%
 fig, axes = plt.subplots(2, len(raws), figsize=(5.2 * len(raws), 6.0), squeeze=False)
@@ -264,7 +242,7 @@ for r, name in enumerate(final):
         ax.set_xticks(xs, LESION_TYPE_NAMES if r else [""] * len(xs), rotation=45, ha="right", fontsize=8)
         ax.set(ylim=(0, 1.08), title=f"{name}, patch {i}")
 axes[0][0].legend(fontsize=8)
-show(fig, "readouts_after")
+show(fig, out_path, "readouts_after")
 
 table = ["| run | RMS disagreement at start | after optimisation |", "|---|---|---|"]
 table += [f"| {k} | {v[0]:.3f} | {v[-1]:.3f} |" for k, v in curves.items()]

@@ -37,15 +37,14 @@ import shutil
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
 from plan_lite.config import get_preset
-from plan_lite.data.synthetic import generate_dataset
 from plan_lite.engine.checkpoint import load_checkpoint
 from plan_lite.engine.train import Schedule, train
+from plan_lite.lessons import ensure_dataset, is_int, need, show
 from plan_lite.model import PLAN
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import plot_loss_curves
@@ -72,42 +71,26 @@ max_minutes = 4.5  # wall-clock budget of the whole run (ends cleanly, checkpoin
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-def _need(ok, message):
-    if not ok:
-        raise ValueError(f"invalid parameter: {message}")
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-_need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-_need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-_need(_is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-_need(_is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
-_need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
-_need(device in ("cpu", "cuda") or (isinstance(device, str) and device.startswith("cuda:")),
+need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
+need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
+need(is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
+need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
+need(device in ("cpu", "cuda") or (isinstance(device, str) and device.startswith("cuda:")),
       f"device must be 'cpu' or 'cuda', got {device!r}")
-_need(device == "cpu" or torch.cuda.is_available(), f"device {device!r} requested but CUDA is not available")
-_need(_is_int(max_steps) and max_steps >= 2, f"max_steps must be an int >= 2, got {max_steps!r}")
-_need(isinstance(patch_size, (list, tuple)) and (len(patch_size) == 0 or (len(patch_size) == 3 and all(
-    _is_int(s) and s > 0 for s in patch_size))), f"patch_size must be [] or three ints (D, H, W), got {patch_size!r}")
-_need(_is_int(batch_size) and batch_size >= 1, f"batch_size must be an int >= 1, got {batch_size!r}")
-_need(_is_int(resume_at) and 0 <= resume_at < max_steps, f"resume_at must be an int in 0..max_steps-1, got {resume_at!r}")
-_need(isinstance(max_minutes, (int, float)) and not isinstance(max_minutes, bool) and max_minutes > 0,
+need(device == "cpu" or torch.cuda.is_available(), f"device {device!r} requested but CUDA is not available")
+need(is_int(max_steps) and max_steps >= 2, f"max_steps must be an int >= 2, got {max_steps!r}")
+need(isinstance(patch_size, (list, tuple)) and (len(patch_size) == 0 or (len(patch_size) == 3 and all(
+    is_int(s) and s > 0 for s in patch_size))), f"patch_size must be [] or three ints (D, H, W), got {patch_size!r}")
+need(is_int(batch_size) and batch_size >= 1, f"batch_size must be an int >= 1, got {batch_size!r}")
+need(is_int(resume_at) and 0 <= resume_at < max_steps, f"resume_at must be an int in 0..max_steps-1, got {resume_at!r}")
+need(isinstance(max_minutes, (int, float)) and not isinstance(max_minutes, bool) and max_minutes > 0,
       f"max_minutes must be a positive number, got {max_minutes!r}")
-_need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
+need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)
 metrics = {"preset": preset, "device": device}
-
-
-def show(fig, name):
-    """Save a figure next to metrics.json and display it."""
-    fig.savefig(out_path / f"{name}.png", dpi=80, bbox_inches="tight")
-    display(fig)
-    plt.close(fig)
 
 # %% [markdown]
 # ## 1. The loss and the schedule
@@ -127,13 +110,7 @@ def show(fig, name):
 # that schedule keeping its proportions.
 
 # %%
-data_path = Path(data_dir)
-if not (data_path / "dataset.json").exists():
-    fallback = out_path / "data"
-    if not (fallback / "dataset.json").exists():
-        print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback}")
-        generate_dataset(fallback, n_cases=n_cases, seed=seed, overwrite=True, progress=False)
-    data_path = fallback
+data_path = ensure_dataset(data_dir, out_path, n_cases, seed)
 overrides = {"seed": seed, "batch_size": batch_size}
 if patch_size:
     overrides["patch_size"] = tuple(patch_size)
@@ -195,7 +172,7 @@ print(f"finished at step {final['step']} of {max_steps} in {seconds:.0f} s")
 
 # %%
 log = read_log(run_dir / "log.jsonl")
-show(plot_loss_curves(log, smooth=max(1, len(log) // 20), title=f"{cfg.name}: loss terms (weighted)"), "loss_curves")
+show(plot_loss_curves(log, smooth=max(1, len(log) // 20), title=f"{cfg.name}: loss terms (weighted)"), out_path, "loss_curves")
 val_log = run_dir / "val.jsonl"
 if val_log.exists() and val_log.read_text().strip():
     print("validation records:")

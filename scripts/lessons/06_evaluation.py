@@ -36,16 +36,15 @@ import json
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
 
 from plan_lite.config import get_preset
 from plan_lite.data.io import MSDDataset, read_image
-from plan_lite.data.synthetic import generate_dataset
 from plan_lite.engine.infer import predict
 from plan_lite.engine.train import train
+from plan_lite.lessons import ensure_dataset, is_int, need, show
 from plan_lite.metrics import evaluate_folders, flatten_metrics, tables_markdown
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import montage, plot_recall_by_size, plot_roc, slice_viewer, view3d
@@ -70,38 +69,22 @@ n_worst = 2  # worst cases shown
 interactive_3d = False  # True in a live JupyterLab: rotatable 3D view (k3d); False: static montage
 
 # %%
-def _need(ok, message):
-    if not ok:
-        raise ValueError(f"invalid parameter: {message}")
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-_need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-_need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-_need(isinstance(checkpoint, str), f"checkpoint must be a path string, got {checkpoint!r}")
-_need(_is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-_need(_is_int(n_cases) and n_cases >= 5, f"n_cases must be an int >= 5, got {n_cases!r}")
-_need(split in ("train", "val", "test"), f"split must be train, val or test, got {split!r}")
-_need(_is_int(fallback_steps) and fallback_steps >= 2, f"fallback_steps must be an int >= 2, got {fallback_steps!r}")
-_need(isinstance(fallback_patch, (list, tuple)) and len(fallback_patch) == 3
-      and all(_is_int(s) and s > 0 for s in fallback_patch), f"fallback_patch must be three ints, got {fallback_patch!r}")
-_need(isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <= overlap < 1,
+need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
+need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+need(isinstance(checkpoint, str), f"checkpoint must be a path string, got {checkpoint!r}")
+need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
+need(is_int(n_cases) and n_cases >= 5, f"n_cases must be an int >= 5, got {n_cases!r}")
+need(split in ("train", "val", "test"), f"split must be train, val or test, got {split!r}")
+need(is_int(fallback_steps) and fallback_steps >= 2, f"fallback_steps must be an int >= 2, got {fallback_steps!r}")
+need(isinstance(fallback_patch, (list, tuple)) and len(fallback_patch) == 3
+      and all(is_int(s) and s > 0 for s in fallback_patch), f"fallback_patch must be three ints, got {fallback_patch!r}")
+need(isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <= overlap < 1,
       f"overlap must be a number in [0, 1), got {overlap!r}")
-_need(_is_int(n_worst) and n_worst >= 0, f"n_worst must be an int >= 0, got {n_worst!r}")
-_need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
+need(is_int(n_worst) and n_worst >= 0, f"n_worst must be an int >= 0, got {n_worst!r}")
+need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)
-
-
-def show(fig, name):
-    """Save a figure next to metrics.json and display it."""
-    fig.savefig(out_path / f"{name}.png", dpi=80, bbox_inches="tight")
-    display(fig)
-    plt.close(fig)
 
 # %% [markdown]
 # ## 1. Predict the test split
@@ -113,13 +96,7 @@ def show(fig, name):
 # `{case}_lesions.json` and `{case}_patient.json` (the 11 patient-branch probabilities).
 
 # %%
-data_path = Path(data_dir)
-if not (data_path / "dataset.json").exists():
-    fallback = out_path / "data"
-    if not (fallback / "dataset.json").exists():
-        print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback}")
-        generate_dataset(fallback, n_cases=n_cases, seed=seed, overwrite=True, progress=False)
-    data_path = fallback
+data_path = ensure_dataset(data_dir, out_path, n_cases, seed)
 ckpt = Path(checkpoint) if checkpoint else None
 trained_here = False
 if ckpt is None or not ckpt.is_file():
@@ -172,7 +149,7 @@ if curves:
     op = None
     if pm.get("sensitivity") is not None and pm.get("specificity") is not None and "any_tumor" in curves:
         op = {"any_tumor": {"fpr": 1 - pm["specificity"], "tpr": pm["sensitivity"], "threshold": pm["threshold"]}}
-    show(plot_roc(curves, operating_point=op, title=f"Patient level, {split} split"), "roc")
+    show(plot_roc(curves, operating_point=op, title=f"Patient level, {split} split"), out_path, "roc")
 else:
     print("ROC undefined: the evaluated split needs both positive and negative patients for some output "
           f"(n = {pm.get('n')}, positives = {pm.get('n_pos')}). Use more cases (make book generates 24).")
@@ -184,7 +161,7 @@ else:
 # (labelled detected / total).
 
 # %%
-show(plot_recall_by_size(metrics["lesion"], title=f"Lesion recall by radius, {split} split"), "recall_by_size")
+show(plot_recall_by_size(metrics["lesion"], title=f"Lesion recall by radius, {split} split"), out_path, "recall_by_size")
 
 # %% [markdown]
 # ## 5. The worst cases
@@ -203,7 +180,7 @@ for cid in ranked[:n_worst]:
     pred = read_image(pred_dir / f"{cid}.nii.gz")[0].astype(np.uint8)
     r = per_case[cid]
     show(montage(case.image, case.label, pred=pred, spacing=case.spacing, n=4,
-                 title=f"{cid}: Dice {r['dice']:.2f}, TP {r['tp']} FP {r['fp']} FN {r['fn']}"), f"worst_{cid}")
+                 title=f"{cid}: Dice {r['dice']:.2f}, TP {r['tp']} FP {r['fp']} FN {r['fn']}"), out_path, f"worst_{cid}")
     shown.append((case, pred))
 if shown:
     case, pred = shown[0]
@@ -223,7 +200,7 @@ if shown:
         display(view3d(case.image, case.label, case.spacing, snapshot_path=out_path / f"{case.case_id}_3d.html"))
     else:
         show(montage(case.image, case.label, pred=pred, spacing=case.spacing, n=6,
-                     title=f"{case.case_id} (static stand-in for the 3D view)"), "view3d_static")
+                     title=f"{case.case_id} (static stand-in for the 3D view)"), out_path, "view3d_static")
 
 # %% [markdown]
 # The metrics are written to `out_dir/metrics.json` with stable dotted keys (`pixel.dice`, `lesion.precision`,

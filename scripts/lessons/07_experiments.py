@@ -42,8 +42,8 @@ import torch
 from IPython.display import Markdown, display
 
 from plan_lite.config import VARIANTS, config_diff, get_preset
-from plan_lite.data.synthetic import generate_dataset
 from plan_lite.engine.experiment import run_experiment
+from plan_lite.lessons import ensure_dataset, is_int, need, show
 from plan_lite.utils import atomic_write_json
 
 torch.set_num_threads(2)
@@ -65,38 +65,22 @@ overlap = 0.0  # sliding-window overlap at inference (0 is fastest)
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-def _need(ok, message):
-    if not ok:
-        raise ValueError(f"invalid parameter: {message}")
-
-
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-_need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-_need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-_need(_is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-_need(_is_int(n_cases) and n_cases >= 5, f"n_cases must be an int >= 5, got {n_cases!r}")
-_need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
-_need(isinstance(variants, (list, tuple)) and len(variants) >= 1 and all(v in VARIANTS for v in variants),
+need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
+need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
+need(is_int(n_cases) and n_cases >= 5, f"n_cases must be an int >= 5, got {n_cases!r}")
+need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
+need(isinstance(variants, (list, tuple)) and len(variants) >= 1 and all(v in VARIANTS for v in variants),
       f"variants must be a list of {sorted(VARIANTS)}, got {variants!r}")
-_need(_is_int(max_steps) and max_steps >= 2, f"max_steps must be an int >= 2, got {max_steps!r}")
-_need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(_is_int(s) and s > 0 for s in patch_size),
+need(is_int(max_steps) and max_steps >= 2, f"max_steps must be an int >= 2, got {max_steps!r}")
+need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(is_int(s) and s > 0 for s in patch_size),
       f"patch_size must be three ints (D, H, W), got {patch_size!r}")
-_need(isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <= overlap < 1,
+need(isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <= overlap < 1,
       f"overlap must be a number in [0, 1), got {overlap!r}")
-_need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
+need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)
-
-
-def show(fig, name):
-    """Save a figure next to metrics.json and display it."""
-    fig.savefig(out_path / f"{name}.png", dpi=80, bbox_inches="tight")
-    display(fig)
-    plt.close(fig)
 
 # %% [markdown]
 # ## 1. The variants
@@ -146,13 +130,7 @@ display(Markdown("\n".join(rows)))
 # :::
 
 # %%
-data_path = Path(data_dir)
-if not (data_path / "dataset.json").exists():
-    fallback = out_path / "data"
-    if not (fallback / "dataset.json").exists():
-        print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback}")
-        generate_dataset(fallback, n_cases=n_cases, seed=seed, overwrite=True, progress=False)
-    data_path = fallback
+data_path = ensure_dataset(data_dir, out_path, n_cases, seed)
 sweep_dir = out_path / "sweep"
 t = time.time()
 report = run_experiment(data_path, sweep_dir, preset=preset, variants=list(variants), max_steps=max_steps, seed=seed,
@@ -176,7 +154,7 @@ ax.bar(xs + 0.2, [np.nan if r is None else r for r in rec], 0.4, label="lesion r
 ax.set_xticks(xs, names, rotation=20)
 ax.set(ylim=(0, 1), ylabel="test split", title=f"{preset}, {max_steps} steps per variant")
 ax.legend(fontsize=8)
-show(fig, "ablation")
+show(fig, out_path, "ablation")
 
 # %% [markdown]
 # The per-variant summaries are written to `out_dir/metrics.json`:

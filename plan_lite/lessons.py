@@ -1,0 +1,51 @@
+"""Helpers shared by the lesson notebooks (``scripts/lessons/0X_*.py`` -> ``notebooks/*.ipynb``).
+
+Parameter checks (``need``, ``is_int``), figure output (``show``) and the synthetic-dataset fallback
+(``ensure_dataset``) that every lesson uses. Plotting and IPython are imported lazily, so importing this
+module costs nothing outside a notebook.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def need(ok: bool, message: str) -> None:
+    """Raise ``ValueError("invalid parameter: <message>")`` unless ``ok`` (validation of notebook parameters)."""
+    if not ok:
+        raise ValueError(f"invalid parameter: {message}")
+
+
+def is_int(v) -> bool:
+    """True for a real ``int`` (``bool`` is not accepted, although it is an ``int`` subclass)."""
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def show(fig, out_path, name: str, dpi: int = 80) -> None:
+    """Save ``fig`` as ``out_path/<name>.png`` (next to metrics.json), display it, and close it."""
+    import matplotlib.pyplot as plt
+    from IPython.display import display
+
+    fig.savefig(Path(out_path) / f"{name}.png", dpi=dpi, bbox_inches="tight")
+    display(fig)
+    plt.close(fig)
+
+
+def ensure_dataset(data_dir, out_path, n_cases: int, seed: int, **generate_kwargs) -> Path:
+    """Return ``data_dir`` if it holds a dataset (``dataset.json``), else a synthetic fallback dataset.
+
+    The fallback is ``out_path/"data"``; it is generated with ``generate_dataset(..., n_cases, seed,
+    **generate_kwargs)`` only when it does not exist yet, so re-running a notebook reuses it.
+    """
+    from plan_lite.data.synthetic import generate_dataset
+
+    data_path = Path(data_dir)
+    if (data_path / "dataset.json").exists():
+        return data_path
+    fallback = Path(out_path) / "data"
+    if not (fallback / "dataset.json").exists():
+        print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback} "
+              "(`make book` writes the full 24-case dataset)")
+        generate_kwargs = {"overwrite": True, "progress": False, **generate_kwargs}
+        generate_dataset(fallback, n_cases=n_cases, seed=seed, **generate_kwargs)
+    return fallback
