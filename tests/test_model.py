@@ -283,3 +283,18 @@ def test_extract_lesions():
     (rec,) = extract_lesions(tie, None, (5.0, 1.0, 1.0), max_liver_distance_mm=3.0)  # no liver: test skipped
     assert rec["label"] == 10 and rec["probability"] == 1.0 and len(rec["type_probs"]) == len(LESION_LABELS)
     assert rec["type_probs"]["fnh"] == rec["type_probs"]["hepatoblastoma"] == 0.5
+
+
+def test_decide_labels_merged_vs_argmax():
+    """Lesion probability split over types: argmax keeps liver, "merged" calls a lesion of the best type;
+    a voxel where liver beats the summed lesion probability stays liver under both rules."""
+    from plan_lite.model.inference import decide_labels
+
+    p = np.zeros((15, 1, 1, 3), np.float32)
+    p[1, 0, 0, 0], p[7, 0, 0, 0], p[8, 0, 0, 0], p[9, 0, 0, 0] = 0.4, 0.25, 0.2, 0.15  # lesion 0.6 > liver 0.4
+    p[1, 0, 0, 1], p[7, 0, 0, 1], p[12, 0, 0, 1] = 0.6, 0.3, 0.1  # liver wins
+    p[0, 0, 0, 2], p[2, 0, 0, 2], p[13, 0, 0, 2] = 0.3, 0.35, 0.35  # tie lesion vs best stuff: not a lesion
+    assert decide_labels(p, "argmax").ravel().tolist() == [1, 1, 2]
+    assert decide_labels(torch.from_numpy(p), "merged").ravel().tolist() == [7, 1, 2]
+    with pytest.raises(ValueError, match="lesion_decision"):
+        decide_labels(p, "vote")

@@ -136,6 +136,35 @@ def test_lesion_hu_per_type_matches_table():
             assert abs(got[i] - expected[v][p]) <= 10, (v, p, got[i], expected[v][p])
 
 
+def test_teaching_knobs_scale_contrast_and_noise():
+    """lesion_contrast=2 doubles each lesion's interior mean HU difference to the liver (same subject, same lesions);
+    noise_scale=0.5 lowers the liver's voxel SD; bad values are refused."""
+    from scipy import ndimage
+
+    from plan_lite.errors import PlanLiteError
+
+    kw = dict(lesion_types=(7, 11, 13), spacing=(5.0, 2.5, 2.5), shape=(32, 128, 128))
+    real = generate_case(100, **kw)
+    easy = generate_case(100, lesion_contrast=2.0, noise_scale=0.5, **kw)
+    assert np.array_equal(real.label, easy.label) and real.lesions == easy.lesions
+    liver = ndimage.binary_erosion(real.label == 1, np.ones((1, 5, 5), bool))
+    ratios = []
+    for rec in match_lesions(real.label, real.spacing, real.affine, real.lesions):
+        m = ndimage.binary_erosion(rec["component"], np.ones((1, 3, 3), bool))
+        if m.sum() < MIN_INTERIOR_VOXELS:
+            continue
+        for p in ("nc", "la", "pv"):
+            d_real = real.images[p][m].mean() - real.images[p][liver].mean()
+            d_easy = easy.images[p][m].mean() - easy.images[p][liver].mean()
+            if abs(d_real) > 15:
+                ratios.append(d_easy / d_real)
+    assert len(ratios) >= 3 and 1.7 < np.median(ratios) < 2.3, ratios
+    for p in ("nc", "la", "pv"):
+        assert easy.images[p][liver].std() < real.images[p][liver].std()
+    with pytest.raises(PlanLiteError, match="lesion_contrast"):
+        generate_case(1, lesion_contrast=0.0, **SMALL)
+
+
 def test_nc_only_one_channel(tmp_path):
     case = generate_case(4, phases=("nc",), **SMALL)
     assert list(case.images) == ["nc"]

@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override for all")
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--semantic", choices=("lesion", "pixel", "fused"), default="lesion",
+                   help="probabilities used at prediction (see plan-lite predict) [lesion]")
+    p.add_argument("--lesion-decision", choices=("argmax", "merged"), default="argmax",
+                   help="label rule at prediction (see plan-lite predict) [argmax]")
     p.add_argument("--no-validate", action="store_true", help="skip validation during training (faster on CPU)")
 
 
@@ -30,6 +34,6 @@ def run(args: argparse.Namespace) -> int:
     run_experiment(args.dataset, args.out, preset=args.preset, variants=tuple(args.variants),
                    max_steps=args.max_steps, max_minutes=args.max_minutes, seed=args.seed,
                    overrides=parse_overrides(args.overrides), device=args.device, progress=not args.no_progress,
-                   validate=not args.no_validate)
+                   validate=not args.no_validate, semantic=args.semantic, lesion_decision=args.lesion_decision)
     print((__import__("pathlib").Path(args.out) / "ablation.md").read_text())
     return 0

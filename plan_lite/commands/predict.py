@@ -20,6 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep lesions whose centroid is > 3 mm from the predicted liver")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap [0.5]")
     p.add_argument("--two-pass", action="store_true", help="second pass on the crop around the predicted liver")
+    p.add_argument("--semantic", choices=("lesion", "pixel", "fused"), default="lesion",
+                   help="class probabilities from the lesion branch (paper) [lesion], the pixel branch, or their mean")
+    p.add_argument("--lesion-decision", choices=("argmax", "merged"), default="argmax",
+                   help="argmax of 15 classes [argmax], or lesion where the summed lesion probability wins")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -29,6 +33,6 @@ def run(args: argparse.Namespace) -> int:
 
     out = predict(args.checkpoint, args.inputs, args.out, progress=not args.no_progress, split=args.split,
                   keep_outside_liver=args.keep_outside_liver, device=args.device, overlap=args.overlap,
-                  two_pass=args.two_pass)
+                  two_pass=args.two_pass, semantic=args.semantic, lesion_decision=args.lesion_decision)
     print(f"predictions: {out}")
     return 0

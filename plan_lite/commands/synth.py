@@ -18,6 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="volume shape in voxels (default 32 160 160)")
     p.add_argument("--phases", nargs="+", choices=("nc", "la", "pv"), default=["nc", "la", "pv"],
                    help="CT phases, one image channel each (default nc la pv; --phases nc for NC-only)")
+    p.add_argument("--lesion-contrast", type=float, default=1.0,
+                   help="multiply each lesion's HU difference to the liver (default 1 = realistic; 2 = easy cohort)")
+    p.add_argument("--noise-scale", type=float, default=1.0,
+                   help="multiply image noise and liver texture (default 1 = realistic; 0.5 = easy cohort)")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty OUT (only once complete)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1; output identical)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -35,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
         raise PlanLiteError(f"synth: repeated phase in --phases {args.phases}")
     out = generate_dataset(args.out, args.cases, seed=args.seed, spacing=tuple(args.spacing), shape=tuple(args.shape),
                            phases=tuple(args.phases), overwrite=args.overwrite, progress=not args.no_progress,
-                           workers=args.workers)
+                           workers=args.workers, lesion_contrast=args.lesion_contrast,
+                           noise_scale=args.noise_scale)
     print(f"wrote {args.cases} cases to {out}")
     return 0

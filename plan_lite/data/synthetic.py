@@ -122,13 +122,23 @@ def _draw_hu(rng, findings) -> dict[str, np.ndarray]:
 
 
 def generate_case(case_seed: int, spacing=(5.0, 2.5, 2.5), shape=(32, 160, 160), phases=("nc", "la", "pv"),
-                  group: str | None = None, lesion_types=None, misregistration_mm: float = 1.0) -> SyntheticCase:
+                  group: str | None = None, lesion_types=None, misregistration_mm: float = 1.0,
+                  lesion_contrast: float = 1.0, noise_scale: float = 1.0) -> SyntheticCase:
     """Draw subject ``case_seed`` (mm) and render it on a (D, H, W) grid at ``spacing`` (z, y, x) mm.
 
     ``group``: ``tumor`` / ``normal`` / ``hard`` (None: drawn 60/20/20). ``lesion_types``: labels 7-14 to force one
     lesion each (tumour group). ``misregistration_mm``: max per-axis in-plane shift of non-reference phases (the
     label map is aligned to PV, or to the only phase) — facts §5 (motion), kept sub-voxel by default.
+
+    Teaching knobs (defaults 1.0 = the data card's realistic values): ``lesion_contrast`` multiplies every
+    lesion's mean HU difference to the subject's liver in each phase; ``noise_scale`` multiplies the image noise
+    SD and the liver texture amplitude. ``lesion_contrast=2, noise_scale=0.5`` gives the "easy" cohort that a
+    ``tiny`` model learns in a few CPU minutes (lessons 5-7, the end-to-end test); the random draws are the same,
+    so an easy case has the same anatomy and lesions as the realistic case of the same seed.
     """
+    if lesion_contrast <= 0 or noise_scale < 0:
+        raise PlanLiteError(f"synth: lesion_contrast must be > 0 and noise_scale >= 0, got {lesion_contrast}, "
+                            f"{noise_scale}")
     phases = tuple(phases)
     if not phases or any(p not in PHASE_INDEX for p in phases):
         raise PlanLiteError(f"synth: phases must be a subset of {PHASES}, got {phases}")
@@ -160,7 +170,11 @@ def generate_case(case_seed: int, spacing=(5.0, 2.5, 2.5), shape=(32, 160, 160),
     if "steatosis" in findings:
         enh = np.zeros(3)
     specs = place_lesions(rng, anat, plan, enh, meta_hyper=rng.random() < 0.3)
-    liver_tex_amp = 8.0 if "cirrhosis" in findings else 3.0
+    if lesion_contrast != 1.0:  # lesion mean HU = liver + contrast x (drawn mean - liver), per phase
+        for s in specs:
+            drawn = np.asarray(LESION_VARIANTS[s.variant].hu, float) + s.jitter
+            s.jitter = s.jitter + (lesion_contrast - 1.0) * (drawn - hu["liver"])
+    liver_tex_amp = (8.0 if "cirrhosis" in findings else 3.0) * noise_scale
     tex_seed = int(rng.integers(0, 2**31 - 1))
     noise_sd = {"nc": rng.uniform(8, 12), "la": rng.uniform(10, 14), "pv": rng.uniform(8, 12)}
     if "noise" in findings:
@@ -223,7 +237,7 @@ def generate_case(case_seed: int, spacing=(5.0, 2.5, 2.5), shape=(32, 160, 160),
         # white SD is set so the blurred noise has the target SD (facts §5 recipe 1).
         offsets = [_psf_offset(img, r, pi) for r in rast]
         noise = noise_rng.standard_normal(grid.shape, dtype=np.float32)
-        img += noise * np.float32(noise_sd[p] / _NOISE_GAIN)
+        img += noise * np.float32(noise_scale * noise_sd[p] / _NOISE_GAIN)
         img = ndimage.gaussian_filter(img, (0, _BLUR_SIGMA_PX, _BLUR_SIGMA_PX), truncate=_TRUNCATE)
         for r, off in zip(rast, offsets):
             img[r.sl][r.mask] += off
@@ -311,9 +325,9 @@ def _assign(index: int, fractions, names, offset: float, step: float) -> str:
 def _write_case(job):
     from plan_lite.data.io import write_image, write_label
 
-    tmp, i, cseed, group, split, spacing, shape, phases = job
+    tmp, i, cseed, group, split, spacing, shape, phases, contrast, noise = job
     cid = f"case_{i:04d}"
-    case = generate_case(cseed, spacing, shape, phases, group=group)
+    case = generate_case(cseed, spacing, shape, phases, group=group, lesion_contrast=contrast, noise_scale=noise)
     for c, p in enumerate(phases):
         write_image(tmp / "imagesTr" / f"{cid}_{c:04d}.nii.gz", case.images[p], case.affine)
     write_label(tmp / "labelsTr" / f"{cid}.nii.gz", case.label, case.affine)
@@ -322,8 +336,11 @@ def _write_case(job):
 
 def generate_dataset(out_dir, n_cases: int, seed: int = 0, spacing=(5.0, 2.5, 2.5), shape=(32, 160, 160),
                      phases=("nc", "la", "pv"), overwrite: bool = False, progress: bool = True,
-                     split_fractions=(0.6, 0.2, 0.2), group_fractions=(0.6, 0.2, 0.2), workers: int = 1) -> Path:
+                     split_fractions=(0.6, 0.2, 0.2), group_fractions=(0.6, 0.2, 0.2), workers: int = 1,
+                     lesion_contrast: float = 1.0, noise_scale: float = 1.0) -> Path:
     """Write ``n_cases`` subjects in the MSD / nnU-Net v2 layout (DESIGN.md), atomically (utils.atomic_dir).
+
+    ``lesion_contrast`` / ``noise_scale``: the teaching knobs of :func:`generate_case` (recorded in dataset.json).
 
     ``workers > 1`` renders cases in a process pool; the output is identical to ``workers=1``.
     """
@@ -331,6 +348,9 @@ def generate_dataset(out_dir, n_cases: int, seed: int = 0, spacing=(5.0, 2.5, 2.
 
     if n_cases < 1:
         raise PlanLiteError(f"synth: --cases must be >= 1, got {n_cases}")
+    if lesion_contrast <= 0 or noise_scale < 0:
+        raise PlanLiteError(f"synth: --lesion-contrast must be > 0 and --noise-scale >= 0, got {lesion_contrast}, "
+                            f"{noise_scale}")
     phases = tuple(phases)
     out_dir = Path(out_dir)
     rows, all_lesions, findings = [], {}, {}
@@ -338,7 +358,8 @@ def generate_dataset(out_dir, n_cases: int, seed: int = 0, spacing=(5.0, 2.5, 2.
         (tmp / "imagesTr").mkdir()
         (tmp / "labelsTr").mkdir()
         jobs = [(tmp, i, case_seed_for(seed, i), _assign(i, group_fractions, GROUPS, 0.0, 0.6180339887),
-                 _assign(i, split_fractions, SPLITS, 0.2, 0.4142135624), tuple(spacing), tuple(shape), phases)
+                 _assign(i, split_fractions, SPLITS, 0.2, 0.4142135624), tuple(spacing), tuple(shape), phases,
+                 float(lesion_contrast), float(noise_scale))
                 for i in range(n_cases)]
         pool = None
         if workers > 1 and n_cases > 1:
@@ -384,6 +405,8 @@ def generate_dataset(out_dir, n_cases: int, seed: int = 0, spacing=(5.0, 2.5, 2.
             "seed": int(seed),
             "split_fractions": list(split_fractions),
             "group_fractions": list(group_fractions),
+            "lesion_contrast": float(lesion_contrast),
+            "noise_scale": float(noise_scale),
             "findings": findings,
         })
     return out_dir

@@ -62,11 +62,13 @@ def ablation_markdown(rows: dict[str, dict], meta: dict) -> str:
 def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_VARIANTS,
                    max_steps: int | None = None, max_minutes: float | None = None, seed: int = 0,
                    overrides: dict | None = None, device: str | None = None, progress: bool = True,
-                   overlap: float = 0.5, validate: bool = True) -> dict:
+                   overlap: float = 0.5, validate: bool = True, semantic: str = "lesion",
+                   lesion_decision: str = "argmax") -> dict:
     """Train, predict and evaluate every variant; write ``ablation.json`` / ``ablation.md``; return the json.
 
     ``validate=False`` skips the periodic validation inside training (the test split is evaluated anyway); with
-    short CPU budgets validation of an untrained model costs more than the training itself.
+    short CPU budgets validation of an untrained model costs more than the training itself. ``semantic`` and
+    ``lesion_decision`` are passed to ``predict`` for every variant.
     """
     from plan_lite.config import VARIANTS, get_preset
     from plan_lite.engine.infer import predict
@@ -87,7 +89,7 @@ def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_
         train(dataset_dir, cfg, run_dir, max_steps=max_steps, max_minutes=max_minutes,
               resume=(run_dir / "last.pt").exists(), device=device, progress=progress, validate=validate)
         predict(run_dir / "last.pt", [dataset_dir], pred_dir, progress=progress, split="test", device=device,
-                overlap=overlap)
+                overlap=overlap, semantic=semantic, lesion_decision=lesion_decision)
         source = "volume" if v in VOLUME_SCORED else "patient"
         m = evaluate_folders(dataset_dir, pred_dir, cases_csv=cases_csv, splits=("test",), score_source=source,
                              progress=False)
@@ -96,7 +98,8 @@ def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_
         results[v] = {"score_source": source, "steps": Schedule.from_config(cfg, max_steps).total,
                       "summary": rows[v]}
     meta = {"dataset": str(dataset_dir), "preset": preset, "max_steps": max_steps, "max_minutes": max_minutes,
-            "seed": seed, "overrides": overrides or {}, "variants": list(variants)}
+            "seed": seed, "overrides": overrides or {}, "variants": list(variants), "semantic": semantic,
+            "lesion_decision": lesion_decision}
     report = {**meta, "results": results}
     atomic_write_json(out / "ablation.json", report)
     atomic_write_text(out / "ablation.md", ablation_markdown(rows, meta))

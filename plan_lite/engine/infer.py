@@ -9,7 +9,8 @@ Per case (plan_reference.md):
    returns the 15 semantic probabilities (``semantic_inference`` of the lesion branch, Sec. 2.6 / 4.8; softmax of
    the pixel logits for ``pixel_only`` or a stage-1 checkpoint) **plus the 11 patient sigmoids broadcast as
    constant channels** over the window, so the patient outputs are stitched like segmentation channels (Sec. 3.2).
-3. Argmax; lesion instances by ``plan_lite.model.inference.label_lesions`` (26-connected, drop < 25 mm^3, drop
+3. Labels by ``decide_labels`` (``lesion_decision``: ``"argmax"`` of the 15 classes, the default, or
+   ``"merged"``: lesion when the summed lesion probability beats every other class); lesion instances by ``plan_lite.model.inference.label_lesions`` (26-connected, drop < 25 mm^3, drop
    centroids > 3 mm from the predicted liver unless ``keep_outside_liver``); voxels of dropped components get
    their best non-lesion class.
 4. Patient score = mean of the stitched patient channels over voxels whose argmax is a lesion class, 0 if none
@@ -60,12 +61,18 @@ class Predictor:
     def __init__(self, checkpoint=None, *, model=None, cfg=None, stats=None, stage: int | None = None,
                  device: str | torch.device | None = None, overlap: float = 0.5, sw_batch_size: int = 2,
                  keep_outside_liver: bool = False, min_volume_mm3: float = 25.0,
-                 max_liver_distance_mm: float = 3.0, two_pass: bool = False, semantic: str = "lesion"):
+                 max_liver_distance_mm: float = 3.0, two_pass: bool = False, semantic: str = "lesion",
+                 lesion_decision: str = "argmax"):
         from plan_lite.engine.data import make_preprocessor
 
         if semantic not in SEMANTIC_SOURCES:
             raise PlanLiteError(f"Predictor: semantic must be one of {', '.join(SEMANTIC_SOURCES)}, got {semantic!r}")
-        self.semantic = semantic
+        from plan_lite.model.inference import LESION_DECISIONS
+
+        if lesion_decision not in LESION_DECISIONS:
+            raise PlanLiteError(f"Predictor: lesion_decision must be one of {', '.join(LESION_DECISIONS)}, "
+                                f"got {lesion_decision!r}")
+        self.semantic, self.lesion_decision = semantic, lesion_decision
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if checkpoint is not None:
@@ -126,18 +133,18 @@ class Predictor:
     def predict_case(self, case) -> CasePrediction:
         """``case``: a ``plan_lite.data.io.Case`` (its label, if any, is not used)."""
         from plan_lite.data.preprocess import invert
-        from plan_lite.model.inference import label_lesions
+        from plan_lite.model.inference import decide_labels, label_lesions
 
         case.label = None
         prep = self.pre(case, crop=False)
         out = self.stitched(prep.image)
         if self.two_pass:
-            liver = invert(out[:NUM_CLASSES].argmax(0).numpy().astype(np.uint8), prep.meta) == LIVER_LABEL
+            liver = invert(decide_labels(out[:NUM_CLASSES], self.lesion_decision), prep.meta) == LIVER_LABEL
             if liver.any():
                 prep = self.pre(case, liver_mask=liver, crop=True)
                 out = self.stitched(prep.image)
         probs = out[:NUM_CLASSES]
-        label = probs.argmax(0).numpy().astype(np.uint8)
+        label = decide_labels(probs, self.lesion_decision)
         lesion_vox = np.isin(label, LESION_LABELS)
         records, inst = label_lesions(label, probs, prep.spacing, self.min_volume_mm3,
                                       max_liver_distance_mm=self.max_dist)
@@ -242,16 +249,18 @@ def write_patients_csv(preds: dict[str, dict[str, float]], names: list[str], pat
 
 def predict(checkpoint, inputs, out_dir, progress: bool = True, split: str | None = None,
             keep_outside_liver: bool = False, device: str | None = None, overlap: float = 0.5,
-            two_pass: bool = False, predictor: Predictor | None = None, semantic: str = "lesion") -> Path:
+            two_pass: bool = False, predictor: Predictor | None = None, semantic: str = "lesion",
+            lesion_decision: str = "argmax") -> Path:
     """Predict every input case into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     ``semantic`` picks the per-voxel class probabilities (``SEMANTIC_SOURCES``): ``"lesion"`` (default, the
     paper's lesion-branch semantic map, Sec. 2.6), ``"pixel"`` (softmax of the pixel branch, the nnU-Net-like
     output that the anchors are built from) or ``"fused"`` (their mean). Short CPU trainings (``tiny``, a few
     hundred steps) reach a useful pixel branch long before the lesion branch's query masks are sharp.
+    ``lesion_decision`` (``"argmax"`` or ``"merged"``) turns probabilities into labels (``decide_labels``).
     """
     pred = predictor or Predictor(checkpoint, device=device, overlap=overlap, keep_outside_liver=keep_outside_liver,
-                                  two_pass=two_pass, semantic=semantic)
+                                  two_pass=two_pass, semantic=semantic, lesion_decision=lesion_decision)
     loaders = resolve_inputs(inputs if isinstance(inputs, (list, tuple)) else [inputs], pred.cfg.data.phases, split)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,31 @@ def semantic_inference(outputs: dict, chunk: int = 8) -> torch.Tensor:
     return probs.reshape(b, NUM_CLASSES, *shape)
 
 
+LESION_DECISIONS = ("argmax", "merged")
+
+
+def decide_labels(probs, lesion_decision: str = "argmax") -> np.ndarray:
+    """Label map (D, H, W) uint8 from class probabilities (15, D, H, W) (numpy or torch).
+
+    ``"argmax"``: the most probable of the 15 classes (nnU-Net and the official code). ``"merged"``: a voxel is a
+    lesion when the summed lesion probability (labels 7-14) beats every non-lesion class, and then takes the most
+    probable lesion type; otherwise the most probable non-lesion class. This is the argmax over {0..6, lesion},
+    the same grouping the anchors (Sec. 2.2) and the paper's lesion metrics use; it differs from ``"argmax"``
+    only where the lesion probability is split among types, which is common early in training.
+    """
+    if lesion_decision not in LESION_DECISIONS:
+        raise ValueError(f"lesion_decision must be one of {LESION_DECISIONS}, got {lesion_decision!r}")
+    p = torch.as_tensor(probs).float()
+    if lesion_decision == "argmax":
+        return p.argmax(0).numpy().astype(np.uint8)
+    first = min(LESION_LABELS)
+    stuff = p[:first]
+    lesion = p[first:first + len(LESION_LABELS)]
+    is_lesion = lesion.sum(0) > stuff.max(0).values
+    out = torch.where(is_lesion, lesion.argmax(0) + first, stuff.argmax(0))
+    return out.numpy().astype(np.uint8)
+
+
 def _liver_region(label_map: np.ndarray, lesion: np.ndarray, liver_label: int) -> np.ndarray:
     """Connected components of (liver | lesion) voxels that contain at least one liver voxel (26-conn.)."""
     cc = cc3d.connected_components((label_map == liver_label) | lesion, connectivity=26)
