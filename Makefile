@@ -45,10 +45,17 @@ lint: venv
 test: venv lint browser-deps mathjax
 	$(VENV)/bin/pytest -q --durations=15 tests
 
-data: $(DATA)/dataset.json
+EASY_DATA ?= data/synthetic_easy
+
+data: $(DATA)/dataset.json $(EASY_DATA)/dataset.json
 
 $(DATA)/dataset.json: | $(VENV)/.installed
 	$(VENV)/bin/plan-lite synth $(DATA) --cases $(BOOK_CASES) --seed 0 --overwrite
+
+# The easy cohort of lessons 5-7 (plan_lite.config.EASY_SYNTH), the cohort of benchmarks/results/ablation_tiny_cpu.json.
+$(EASY_DATA)/dataset.json: | $(VENV)/.installed
+	$(VENV)/bin/plan-lite synth $(EASY_DATA) --cases 60 --seed 0 --overwrite --spacing 5 4 4 --shape 24 96 96 \
+		--lesion-contrast 2 --noise-scale 0.5
 
 demo: data
 	$(VENV)/bin/plan-lite demo $(DATA) --out build/demo
@@ -56,7 +63,7 @@ demo: data
 # Executes notebooks/0*.ipynb with papermill into book/notebooks/, writes book/generated/, then a strict
 # jupyter-book build into book/_build/html (scripts/build_book.py; times in book/_build/*.json).
 book: venv data demo mathjax
-	$(PY) scripts/build_book.py --data $(DATA) --cases $(BOOK_CASES)
+	$(PY) scripts/build_book.py --data $(DATA) --cases $(BOOK_CASES) --easy-data $(EASY_DATA)
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

@@ -45,7 +45,7 @@ def ensure_dataset(data_dir, out_path, n_cases: int, seed: int, **generate_kwarg
     fallback = Path(out_path) / "data"
     if not (fallback / "dataset.json").exists():
         print(f"No dataset at {data_path}: generating {n_cases} synthetic cases into {fallback} "
-              "(`make book` writes the full 24-case dataset)")
+              "(`make data` writes the full datasets)")
         generate_kwargs = {"overwrite": True, "progress": False, **generate_kwargs}
         generate_dataset(fallback, n_cases=n_cases, seed=seed, **generate_kwargs)
     return fallback

@@ -1,10 +1,12 @@
 #!/usr/bin/env python
 """Build the plan-lite book offline (``make book``).
 
-1. make sure the synthetic dataset exists (``make data`` makes it; generated here if missing);
+1. make sure the synthetic datasets exist (``make data`` makes them; generated here if missing): the realistic
+   ``data/synthetic`` (lessons 1-4) and the easy cohort ``data/synthetic_easy`` (lessons 5-7);
 2. execute every ``notebooks/0*.ipynb`` with papermill (kernel ``python3``, cwd ``notebooks/``, default
-   parameters) into ``book/notebooks/``; wall times go to ``<build>/notebook_times.json``; any failing cell stops
-   the build with the notebook's name and error (the failed notebook is kept under ``<build>/failed/``);
+   parameters) into ``book/notebooks/``, ``--jobs`` at a time (default 2) in separate processes; wall times go
+   to ``<build>/notebook_times.json``, kernel output to ``<build>/logs/``; any failing cell stops the build with
+   the notebook's name and error (the failed notebook is kept under ``<build>/failed/``);
 3. write the generated pages into ``book/generated/`` (config diff, API module list, data cards, demo figure)
    and ``book/generated/_toc.yml`` (the lessons part lists the executed notebooks that exist);
 4. ``jupyter-book build book/ -W -n --keep-going`` (strict).
@@ -48,18 +50,24 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 # ---------------------------------------------------------------------------------------------------- step 1
-def ensure_data(data: Path, cases: int) -> None:
+# The easy cohort of lessons 5-7 (plan_lite.config.EASY_SYNTH; the same 60 cases as the committed reference run
+# benchmarks/results/ablation_tiny_cpu.json).
+EASY_ARGS = ("--spacing", "5", "4", "4", "--shape", "24", "96", "96", "--lesion-contrast", "2", "--noise-scale", "0.5")
+
+
+def ensure_data(data: Path, cases: int, extra: tuple[str, ...] = ()) -> None:
     if (data / "dataset.json").exists():
         return
     log(f"{data}: no dataset, generating {cases} synthetic cases")
-    res = cli("synth", str(data), "--cases", str(cases), "--seed", "0", "--overwrite", check=False)
+    res = cli("synth", str(data), "--cases", str(cases), "--seed", "0", "--overwrite", "--no-progress", *extra,
+              check=False)
     if res.returncode != 0:
         raise SystemExit(f"[build_book] error: could not generate {data}: {res.stderr.strip() or res.stdout}")
 
 
 # ---------------------------------------------------------------------------------------------------- step 2
 def execute_notebooks(src_dir: Path, out_dir: Path, build_dir: Path, book: Path, only: list[str] | None,
-                      timeout: int) -> dict[str, float]:
+                      timeout: int, jobs: int = 1) -> dict[str, float]:
     notebooks = sorted(src_dir.glob("0*.ipynb"))
     if only:
         notebooks = [nb for nb in notebooks if any(o in nb.stem for o in only)]
@@ -71,7 +79,7 @@ def execute_notebooks(src_dir: Path, out_dir: Path, build_dir: Path, book: Path,
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernels inherit the environment
     try:
-        return _execute(notebooks, src_dir, out_dir, build_dir, timeout)
+        return _execute(notebooks, src_dir, out_dir, build_dir, timeout, jobs)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -80,38 +88,74 @@ def execute_notebooks(src_dir: Path, out_dir: Path, build_dir: Path, book: Path,
                 os.environ[k] = v
 
 
-def _execute(notebooks: list[Path], src_dir: Path, out_dir: Path, build_dir: Path, timeout: int
-             ) -> dict[str, float]:
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
+# Lessons that read another lesson's output start only after it (lesson 6 evaluates lesson 5's checkpoint).
+DEPENDS = {"06_evaluation": ("05_training",)}
 
+
+def _execute(notebooks: list[Path], src_dir: Path, out_dir: Path, build_dir: Path, timeout: int,
+             jobs: int = 1) -> dict[str, float]:
+    """Run papermill in ``jobs`` parallel subprocesses (each kernel gets ``cpu_count // jobs`` threads), longest
+    lessons first, respecting ``DEPENDS``; the executed copy replaces ``out_dir/<name>`` only on success."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    build_dir.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     times_path = build_dir / "notebook_times.json"
     if times_path.exists():
         times.update(json.loads(times_path.read_text()))
-    for nb in notebooks:
-        dst = out_dir / nb.name
-        tmp = out_dir / f".{nb.stem}.tmp.ipynb"
-        log(f"executing {nb.name} ...")
-        t0 = time.perf_counter()
-        try:
-            papermill.execute_notebook(str(nb), str(tmp), kernel_name="python3", cwd=str(src_dir),
-                                       progress_bar=False, execution_timeout=timeout)
-        except PapermillExecutionError as exc:
-            failed = build_dir / "failed" / nb.name
-            failed.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(tmp), failed)
-            raise SystemExit(f"[build_book] error: {nb} failed in cell {exc.exec_count} "
-                             f"({exc.ename}: {exc.evalue}); executed copy: {failed}") from None
-        except BaseException:
+    previous = dict(times)
+    # longest first (by the last build's times), so the short lessons fill the gaps at the end
+    pending = sorted(notebooks, key=lambda nb: -previous.get(nb.stem, 0.0))
+    names = {nb.stem for nb in notebooks}
+    threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
+    running: dict[str, tuple[subprocess.Popen, float, Path, Path, object]] = {}
+    done: set[str] = set()
+    try:
+        while pending or running:
+            for nb in list(pending):
+                if len(running) >= max(1, jobs):
+                    break
+                if any(d in names and d not in done for d in DEPENDS.get(nb.stem, ())):
+                    continue
+                pending.remove(nb)
+                tmp = out_dir / f".{nb.stem}.tmp.ipynb"
+                log_path = build_dir / "logs" / f"{nb.stem}.log"
+                log_path.parent.mkdir(parents=True, exist_ok=True)
+                fh = open(log_path, "w")  # noqa: SIM115 - closed when the process ends
+                cmd = [sys.executable, "-m", "papermill", str(nb), str(tmp), "-k", "python3", "--cwd", str(src_dir),
+                       "--no-progress-bar", "--execution-timeout", str(timeout)]
+                env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads}
+                log(f"executing {nb.name} ({threads} thread(s)) ...")
+                running[nb.stem] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env),
+                                    time.perf_counter(), tmp, log_path, fh)
+            if not running:
+                raise SystemExit(f"[build_book] error: unmet lesson dependencies: {[nb.name for nb in pending]}")
+            time.sleep(0.5)
+            for stem, (proc, t0, tmp, log_path, fh) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                fh.close()
+                del running[stem]
+                if proc.returncode != 0:
+                    failed = build_dir / "failed" / f"{stem}.ipynb"
+                    failed.parent.mkdir(parents=True, exist_ok=True)
+                    if tmp.exists():
+                        shutil.move(str(tmp), failed)
+                    lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+                    err = next((ln for ln in reversed(lines) if "Error" in ln or "Exception" in ln),
+                               lines[-1] if lines else "no output")
+                    raise SystemExit(f"[build_book] error: {stem}.ipynb failed ({err.strip()}); executed copy: "
+                                     f"{failed}; log: {log_path}")
+                os.replace(tmp, out_dir / f"{stem}.ipynb")
+                times[stem] = round(time.perf_counter() - t0, 2)
+                done.add(stem)
+                log(f"executed {stem}.ipynb in {times[stem]:.1f} s")
+                atomic_write_json(times_path, times)
+    finally:
+        for proc, _, tmp, _, fh in running.values():
+            proc.kill()
+            proc.wait()
+            fh.close()
             tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, dst)
-        times[nb.stem] = round(time.perf_counter() - t0, 2)
-        log(f"executed {nb.name} in {times[nb.stem]:.1f} s")
-        build_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(times_path, times)
     return times
 
 
@@ -258,6 +302,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic")
     p.add_argument("--cases", type=int, default=24, help="synthetic cases if the dataset must be generated")
+    p.add_argument("--easy-data", type=Path, default=ROOT / "data" / "synthetic_easy",
+                   help="easy cohort of lessons 5-7 (generated if missing)")
+    p.add_argument("--easy-cases", type=int, default=60, help="cases of the easy cohort if it must be generated")
+    p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                   help="notebooks executed in parallel (default: 2, or 1 on a 1-core machine)")
     p.add_argument("--demo-dir", type=Path, default=ROOT / "build" / "demo")
     p.add_argument("--path-output", type=Path, help="jupyter-book --path-output (default: book/_build)")
     p.add_argument("--skip-notebooks", action="store_true", help="do not execute notebooks; use existing ones")
@@ -276,7 +325,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"warning: {book / MATHJAX} missing (run `make mathjax`): math will not render offline")
     if not args.skip_notebooks:
         ensure_data(args.data.resolve(), args.cases)
-        execute_notebooks(args.notebooks.resolve(), book / "notebooks", build_dir, book, args.only, args.timeout)
+        ensure_data(args.easy_data.resolve(), args.easy_cases, EASY_ARGS)
+        execute_notebooks(args.notebooks.resolve(), book / "notebooks", build_dir, book, args.only, args.timeout,
+                          args.jobs)
     write_config_diff(gen)
     mods = write_api(gen)
     cards = write_data_cards(gen, ROOT / "data_cards")

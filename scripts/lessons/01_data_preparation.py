@@ -41,7 +41,6 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from IPython.display import Markdown, display
 
 from plan_lite.config import get_preset
@@ -63,7 +62,6 @@ from plan_lite.lessons import ensure_dataset, is_int, need, show
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import montage, plot_hu_curves
 
-torch.set_num_threads(2)
 T0 = time.time()
 
 # %% [markdown]

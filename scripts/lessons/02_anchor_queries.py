@@ -55,7 +55,6 @@ from plan_lite.model import PLAN, compute_anchors, mask_logits
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import montage, slice_viewer
 
-torch.set_num_threads(2)
 T0 = time.time()
 
 # %% [markdown]

@@ -54,7 +54,6 @@ from plan_lite.model import PLAN
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import plot_points
 
-torch.set_num_threads(2)
 T0 = time.time()
 
 # %% [markdown]

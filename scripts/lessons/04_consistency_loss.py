@@ -51,7 +51,6 @@ from plan_lite.losses import PlanCriterion, build_targets, consistency_loss
 from plan_lite.model import PLAN
 from plan_lite.utils import atomic_write_json
 
-torch.set_num_threads(2)
 T0 = time.time()
 
 # %% [markdown]
