@@ -74,7 +74,8 @@ def test_structure(name):
     for c in nb.cells:
         if c.cell_type == "code":
             assert c.outputs == [] and c.execution_count is None, f"{name}: committed with outputs"
-    assert "torch.set_num_threads(2)" in "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    # threads come from the environment (OMP_NUM_THREADS; the book builder runs two kernels with one each)
+    assert "set_num_threads" not in "\n".join(c.source for c in nb.cells if c.cell_type == "code")
 
 
 def test_generated_from_sources():
