@@ -154,6 +154,9 @@ def _check_07(m, out):
             val = m["results"][v][k]
             assert val is None or 0.0 <= val <= 1.0
     assert (out / "sweep" / "ablation.md").exists()
+    # the committed reference run (benchmarks/results/ablation_tiny_cpu.json) is read and plotted
+    assert m["reference_variants"] == ["plan", "no_anchor", "no_fes", "no_consistency", "pixel_only", "mask2former"]
+    assert (out / "ablation_reference.png").exists()
 
 
 CHECKS = {"01_data_preparation": _check_01, "02_anchor_queries": _check_02, "03_fes_loss": _check_03,
