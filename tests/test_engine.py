@@ -246,3 +246,20 @@ def test_resume_after_sigkill_is_bit_identical(small_ds, tmp_path):
     la = [json.loads(x)["total"] for x in (a / "log.jsonl").read_text().splitlines()]
     lb = [json.loads(x)["total"] for x in (b / "log.jsonl").read_text().splitlines()]
     assert la == lb and len(la) == 6
+
+
+def test_foreground_rate_holds_with_lesion_free_cases():
+    """fg_oversample is the probability of a lesion-centred patch even when most cases have no lesion."""
+    lab = np.zeros((8, 64, 64), np.uint8)
+    lab[:, 10:50, 10:50] = 1
+    with_lesion = lab.copy()
+    with_lesion[3:5, 40:44, 40:44] = 9
+    img = np.zeros((1, 8, 64, 64), np.float32)
+    cases = [make_train_case(f"n{i}", img, lab, (8, 16, 16), 10) for i in range(3)]
+    cases.append(make_train_case("t", img, with_lesion, (8, 16, 16), 10))
+    s = PatchSampler(cases, (8, 16, 16), batch_size=50, fg_oversample=0.5, seed=0)
+    _, y = s.sample()
+    rate = float(np.mean([(yy == 9).any() for yy in y]))
+    assert 0.3 <= rate <= 0.75, rate  # 0.5 expected; picking a case first would give ~0.5 * 1/4 (+ chance hits)
+    s1 = PatchSampler(cases, (8, 16, 16), batch_size=20, fg_oversample=1.0, seed=0)
+    assert all((yy == 9).any() for yy in s1.sample()[1])

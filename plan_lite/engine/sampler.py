@@ -1,7 +1,9 @@
 """Training data: preprocessed case cache and the foreground-oversampling patch sampler.
 
 Follows plan_reference.md Sec. 4.7 (PLAN ``dataset_loading_v2.py``): every sample of a batch is, independently with
-probability ``cfg.train.fg_oversample`` (0.33), centred on a random lesion voxel; otherwise centred on a random
+probability ``cfg.train.fg_oversample`` (0.33), centred on a random lesion voxel of a random case **with lesions**
+(so the probability holds in cohorts with normal and hard-negative subjects; nnU-Net picks the case first and
+falls back to a random voxel when it has no foreground, which lowers the rate); otherwise centred on a random
 liver voxel (half of the time) or on a uniformly random voxel (the other half: the whole-volume sliding window at
 inference also sees non-liver context). Lesion components smaller than ``cfg.data.min_lesion_voxels`` become the
 ignore label 100 (official code). Volumes smaller than the patch are padded as in nnU-Net (image 0 in normalised
@@ -102,11 +104,13 @@ class PatchSampler:
         self.fg = float(fg_oversample)
         self.rng, self.aug_rng = rank_generators(seed, rank)
         self.transforms = transforms
+        # a foreground patch is drawn from a case with lesions, so that ``fg_oversample`` is the probability of a
+        # lesion-centred patch even when some cases (normal, hard negatives) have none
+        self.lesion_cases = [c for c in cases if len(c.lesion_coords)]
 
     # ---------------------------------------------------------------------------------------------- sampling
-    def _centre(self, case: TrainCase) -> np.ndarray:
+    def _centre(self, case: TrainCase, force_fg: bool) -> np.ndarray:
         rng = self.rng
-        force_fg = rng.random() < self.fg
         if force_fg and len(case.lesion_coords):
             return case.lesion_coords[rng.integers(len(case.lesion_coords))]
         if rng.random() < 0.5 and len(case.liver_coords):
@@ -125,8 +129,10 @@ class PatchSampler:
         """A batch: images (B, C, *patch) float32 and labels (B, *patch) int64 (augmented when transforms given)."""
         imgs, labs = [], []
         for _ in range(self.batch_size):
-            case = self.cases[int(self.rng.integers(len(self.cases)))]
-            img, lab = self._crop(case, self._centre(case))
+            force_fg = bool(self.rng.random() < self.fg)
+            pool = self.lesion_cases if force_fg and self.lesion_cases else self.cases
+            case = pool[int(self.rng.integers(len(pool)))]
+            img, lab = self._crop(case, self._centre(case, force_fg))
             if self.transforms is not None:
                 img, lab = self._augment(img, lab)
             imgs.append(np.asarray(img, dtype=np.float32))
