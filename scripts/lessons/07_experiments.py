@@ -24,7 +24,7 @@
 # | Ablation studies | Helpful | change one thing at a time, keep the rest fixed |
 #
 # - **Time to learn**: 20 minutes (plus the runs you launch yourself).
-# - **System requirements**: CPU; about 1.5 minutes per variant on 2 cores with the defaults (each variant
+# - **System requirements**: CPU; about 1 minute per variant on one core with the defaults (each variant
 #   preprocesses the train split, trains, predicts and evaluates the test split). Meaningful comparisons need the
 #   `paper` preset on a GPU for hours per variant.
 #
@@ -60,7 +60,7 @@ n_cases = 40  # cases of the fallback (easy) dataset when data_dir does not exis
 preset = "tiny"
 recipe = "cpu"  # "cpu": plan_lite.config.CPU_RECIPE on top of the preset; "preset": the preset as it is (GPU)
 variants = ["plan", "pixel_only"]  # any of plan no_anchor no_fes no_consistency pixel_only mask2former
-max_steps = 150  # training steps per variant (the reference run below used 600)
+max_steps = 100  # training steps per variant (the reference run below used 600)
 patch_size = []  # (D, H, W) training patch of every variant, or [] for the recipe's
 overlap = 0.0  # sliding-window overlap at inference (0 is fastest)
 reference = "../benchmarks/results/ablation_tiny_cpu.json"  # the committed longer run ("" to skip)
@@ -133,7 +133,7 @@ display(Markdown("\n".join(rows)))
 # branch where there is one, the pixel branch for `pixel_only`).
 #
 # :::{warning}
-# With 150 CPU steps per variant the networks are barely trained: the live numbers exercise the machinery, they
+# With 100 CPU steps per variant the networks are barely trained: the live numbers exercise the machinery, they
 # are **not** evidence for or against any component. Section 4 shows a longer run; the paper trains 2 x 500
 # epochs per variant.
 # :::
