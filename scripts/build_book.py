@@ -90,6 +90,8 @@ def execute_notebooks(src_dir: Path, out_dir: Path, build_dir: Path, book: Path,
 
 # Lessons that read another lesson's output start only after it (lesson 6 evaluates lesson 5's checkpoint).
 DEPENDS = {"06_evaluation": ("05_training",)}
+# Start order when no earlier build recorded times: the longest chain (lesson 5, then 6) first.
+EXPECTED_SECONDS = {"05_training": 300.0, "07_experiments": 120.0, "06_evaluation": 60.0}
 
 
 def _execute(notebooks: list[Path], src_dir: Path, out_dir: Path, build_dir: Path, timeout: int,
@@ -104,7 +106,7 @@ def _execute(notebooks: list[Path], src_dir: Path, out_dir: Path, build_dir: Pat
         times.update(json.loads(times_path.read_text()))
     previous = dict(times)
     # longest first (by the last build's times), so the short lessons fill the gaps at the end
-    pending = sorted(notebooks, key=lambda nb: -previous.get(nb.stem, 0.0))
+    pending = sorted(notebooks, key=lambda nb: -previous.get(nb.stem, EXPECTED_SECONDS.get(nb.stem, 30.0)))
     names = {nb.stem for nb in notebooks}
     threads = str(max(1, (os.cpu_count() or 1) // max(1, jobs)))
     running: dict[str, tuple[subprocess.Popen, float, Path, Path, object]] = {}
