@@ -58,7 +58,7 @@ from plan_lite.data.preprocess import Preprocessor
 from plan_lite.data.synthetic import dataset_statistics, generate_case
 from plan_lite.data.validate import summarize_dataset, validate_dataset
 from plan_lite.labels import LESION_LABELS
-from plan_lite.lessons import ensure_dataset, is_int, need, show
+from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import montage, plot_hu_curves
 
@@ -80,10 +80,7 @@ n_augment = 3  # augmented samples in the preview
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-need(is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
+check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=3)
 need(isinstance(case_shape, (list, tuple)) and len(case_shape) == 3 and all(is_int(s) and s >= 8 for s in case_shape),
       f"case_shape must be three ints >= 8, got {case_shape!r}")
 need(isinstance(target_spacing, (list, tuple)) and len(target_spacing) == 3
@@ -91,7 +88,6 @@ need(isinstance(target_spacing, (list, tuple)) and len(target_spacing) == 3
       f"target_spacing must be three positive numbers (z, y, x) mm, got {target_spacing!r}")
 need(isinstance(realdata_dir, str), f"realdata_dir must be a str, got {realdata_dir!r}")
 need(is_int(n_augment) and 1 <= n_augment <= 8, f"n_augment must be an int in 1..8, got {n_augment!r}")
-need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)

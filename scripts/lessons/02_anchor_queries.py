@@ -48,7 +48,7 @@ from plan_lite.engine.checkpoint import load_checkpoint
 from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
 from plan_lite.labels import IGNORE_LABEL, LABEL_NAMES, LESION_LABELS, NUM_CLASSES
-from plan_lite.lessons import ensure_dataset, is_int, need, show
+from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.losses import HungarianMatcher, build_targets
 from plan_lite.metrics.pixel import dice_from_counts
 from plan_lite.model import PLAN, compute_anchors, mask_logits
@@ -73,17 +73,12 @@ checkpoint = ""  # optional trained run (e.g. ../build/lessons/05/run/last.pt) t
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-need(is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
-need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
+check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=3, preset=preset)
 need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(is_int(s) and s > 0 for s in patch_size),
       f"patch_size must be three ints (D, H, W), got {patch_size!r}")
 need(is_int(n_patches) and n_patches >= 1, f"n_patches must be an int >= 1, got {n_patches!r}")
 need(pixel_source in ("oracle", "model"), f"pixel_source must be 'oracle' or 'model', got {pixel_source!r}")
 need(isinstance(checkpoint, str), f"checkpoint must be a path string ('' for none), got {checkpoint!r}")
-need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ from plan_lite.data.synthetic import generate_case
 from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
 from plan_lite.engine.train import patient_targets
-from plan_lite.lessons import ensure_dataset, is_int, need, show
+from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.losses import PlanCriterion, build_targets, point_sample, sample_points
 from plan_lite.metrics.lesion import equivalent_radius
 from plan_lite.model import PLAN
@@ -77,10 +77,7 @@ def _ints(v, n, low=1):
     return isinstance(v, (list, tuple)) and len(v) == n and all(is_int(x) and x >= low for x in v)
 
 
-need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-need(is_int(n_cases) and n_cases >= 1, f"n_cases must be an int >= 1, got {n_cases!r}")
+check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=1)
 need(_ints(grid, 3, 4), f"grid must be three ints >= 4 (D, H, W), got {grid!r}")
 need(isinstance(grid_spacing, (list, tuple)) and len(grid_spacing) == 3
       and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in grid_spacing),
@@ -91,7 +88,6 @@ need(is_int(fes_fg_points) and 1 <= fes_fg_points < num_points // 4,
 need(is_int(n_draws) and n_draws >= 1, f"n_draws must be an int >= 1, got {n_draws!r}")
 need(isinstance(demo_patch, (list, tuple)) and (len(demo_patch) == 0 or _ints(demo_patch, 3, 4)),
       f"demo_patch must be [] or three ints (D, H, W), got {demo_patch!r}")
-need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)

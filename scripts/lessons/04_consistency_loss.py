@@ -46,7 +46,7 @@ from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
 from plan_lite.engine.train import patient_targets
 from plan_lite.labels import LESION_TYPE_NAMES, NUM_LESION_TYPES, patient_output_names
-from plan_lite.lessons import ensure_dataset, is_int, need, show
+from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.losses import PlanCriterion, build_targets, consistency_loss
 from plan_lite.model import PLAN
 from plan_lite.utils import atomic_write_json
@@ -73,17 +73,12 @@ def _is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-need(is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
-need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
+check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=3, preset=preset)
 need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(is_int(s) and s > 0 for s in patch_size),
       f"patch_size must be three ints (D, H, W), got {patch_size!r}")
 need(is_int(opt_steps) and opt_steps >= 1, f"opt_steps must be an int >= 1, got {opt_steps!r}")
 need(_is_num(lr) and lr > 0, f"lr must be a positive number, got {lr!r}")
 need(_is_num(w_consistency) and w_consistency > 0, f"w_consistency must be a positive number, got {w_consistency!r}")
-need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)

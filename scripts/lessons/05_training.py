@@ -50,7 +50,7 @@ from IPython.display import Markdown, display
 from plan_lite.config import CPU_RECIPE, EASY_SYNTH, config_diff, get_preset
 from plan_lite.engine.checkpoint import load_checkpoint
 from plan_lite.engine.train import Schedule, train
-from plan_lite.lessons import ensure_dataset, is_int, need, show
+from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.model import PLAN
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import plot_loss_curves
@@ -77,11 +77,7 @@ max_minutes = 5.0  # wall-clock budget of the whole run (ends cleanly, checkpoin
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-need(is_int(n_cases) and n_cases >= 3, f"n_cases must be an int >= 3, got {n_cases!r}")
-need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
+check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=3, preset=preset)
 need(recipe in ("cpu", "preset"), f"recipe must be 'cpu' or 'preset', got {recipe!r}")
 need(device in ("cpu", "cuda") or (isinstance(device, str) and device.startswith("cuda:")),
       f"device must be 'cpu' or 'cuda', got {device!r}")
@@ -93,7 +89,6 @@ need(is_int(batch_size) and batch_size >= 1, f"batch_size must be an int >= 1, g
 need(is_int(resume_at) and 0 <= resume_at < max_steps, f"resume_at must be an int in 0..max_steps-1, got {resume_at!r}")
 need(isinstance(max_minutes, (int, float)) and not isinstance(max_minutes, bool) and max_minutes > 0,
       f"max_minutes must be a positive number, got {max_minutes!r}")
-need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)

@@ -43,7 +43,7 @@ from plan_lite.config import CPU_RECIPE, EASY_SYNTH, get_preset
 from plan_lite.data.io import MSDDataset, read_image
 from plan_lite.engine.infer import predict
 from plan_lite.engine.train import train
-from plan_lite.lessons import ensure_dataset, is_int, need, show
+from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.metrics import evaluate_folders, flatten_metrics, tables_markdown
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import montage, plot_recall_by_size, plot_roc, slice_viewer, view3d
@@ -69,11 +69,8 @@ n_worst = 2  # worst cases shown
 interactive_3d = False  # True in a live JupyterLab: rotatable 3D view (k3d); False: static montage
 
 # %%
-need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
+check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=5)
 need(isinstance(checkpoint, str), f"checkpoint must be a path string, got {checkpoint!r}")
-need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-need(is_int(n_cases) and n_cases >= 5, f"n_cases must be an int >= 5, got {n_cases!r}")
 need(split in ("train", "val", "test"), f"split must be train, val or test, got {split!r}")
 need(is_int(fallback_steps) and fallback_steps >= 2, f"fallback_steps must be an int >= 2, got {fallback_steps!r}")
 need(isinstance(fallback_patch, (list, tuple)) and len(fallback_patch) == 3
@@ -83,7 +80,6 @@ need(isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <
 need(semantic in ("lesion", "pixel", "fused"), f"semantic must be lesion, pixel or fused, got {semantic!r}")
 need(lesion_decision in ("argmax", "merged"), f"lesion_decision must be argmax or merged, got {lesion_decision!r}")
 need(is_int(n_worst) and n_worst >= 0, f"n_worst must be an int >= 0, got {n_worst!r}")
-need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)

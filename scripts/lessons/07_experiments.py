@@ -44,7 +44,7 @@ from IPython.display import Markdown, display
 
 from plan_lite.config import CPU_RECIPE, EASY_SYNTH, VARIANTS, config_diff, get_preset
 from plan_lite.engine.experiment import ablation_markdown, run_experiment
-from plan_lite.lessons import ensure_dataset, is_int, need, show
+from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.utils import atomic_write_json
 
 T0 = time.time()
@@ -67,11 +67,7 @@ reference = "../benchmarks/results/ablation_tiny_cpu.json"  # the committed long
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-need(isinstance(data_dir, str) and data_dir, f"data_dir must be a non-empty str, got {data_dir!r}")
-need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
-need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
-need(is_int(n_cases) and n_cases >= 5, f"n_cases must be an int >= 5, got {n_cases!r}")
-need(preset in ("tiny", "paper", "official", "tiny_nc", "paper_nc"), f"preset must be a preset name, got {preset!r}")
+check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=5, preset=preset)
 need(isinstance(variants, (list, tuple)) and len(variants) >= 1 and all(v in VARIANTS for v in variants),
       f"variants must be a list of {sorted(VARIANTS)}, got {variants!r}")
 need(recipe in ("cpu", "preset"), f"recipe must be 'cpu' or 'preset', got {recipe!r}")
@@ -81,7 +77,6 @@ need(isinstance(patch_size, (list, tuple)) and (len(patch_size) == 0 or (len(pat
 need(isinstance(reference, str), f"reference must be a path string, got {reference!r}")
 need(isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <= overlap < 1,
       f"overlap must be a number in [0, 1), got {overlap!r}")
-need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
 
 out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)
