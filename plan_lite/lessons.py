@@ -35,13 +35,25 @@ def check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases: in
 
 
 def show(fig, out_path, name: str, dpi: int = 80) -> None:
-    """Save ``fig`` as ``out_path/<name>.png`` (next to metrics.json), display it, and close it."""
-    import matplotlib.pyplot as plt
-    from IPython.display import display
+    """Save ``fig`` as ``out_path/<name>.png`` (next to metrics.json), display that PNG, close ``fig``.
 
-    fig.savefig(Path(out_path) / f"{name}.png", dpi=dpi, bbox_inches="tight")
-    display(fig)
-    plt.close(fig)
+    The notebook output is the saved PNG itself (an ``image/png`` output), not the figure object: how a Figure
+    is rendered by ``display(fig)`` depends on the matplotlib / matplotlib-inline / IPython versions and on the
+    backend, and some combinations emit only the text ``<Figure size ... with N Axes>``. Returns None, so that a
+    cell ending in ``show(...)`` prints nothing more.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    from plan_lite.utils import atomic_path
+
+    path = Path(out_path) / f"{name}.png"
+    try:
+        with atomic_path(path, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
+    finally:
+        plt.close(fig)  # also keeps the inline backend from showing it a second time
+    display(Image(data=path.read_bytes(), format="png"))
 
 
 def ensure_dataset(data_dir, out_path, n_cases: int, seed: int, **generate_kwargs) -> Path:

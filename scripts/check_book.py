@@ -1,7 +1,12 @@
 #!/usr/bin/env python
-"""Check a built book in headless Chromium: screenshots, rendered math, figures, broken internal links.
+"""Check a built book in headless Chromium: screenshots, rendered math, figures, tables, broken internal links.
 
     python scripts/check_book.py book/_build/html --artifacts build/test-artifacts
+
+Every lesson page is checked against the executed notebook it was built from (``book/notebooks/<name>.ipynb``):
+it must show at least as many images in its cell outputs as the notebook has ``image/png`` outputs, a ``<table>``
+for every Markdown table the notebook displayed, and no figure placeholder text (``<Figure size ... with N Axes>``,
+what a figure becomes when only its ``text/plain`` representation was recorded).
 
 Offline by construction: Chromium runs with networking features off and pages load from ``file://``; the book
 serves MathJax from ``_static/mathjax`` (``make mathjax``). Chromium comes from ``make browser-deps`` (Debian
@@ -11,7 +16,10 @@ serves MathJax from ``_static/mathjax`` (``make mathjax``). Chromium comes from 
 from __future__ import annotations
 
 import argparse
+import html
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -77,9 +85,11 @@ def dump_dom(page: Path, budget_ms: int = 5000, timeout: int = 120) -> str:
 
 
 class _PageParser(HTMLParser):
-    """Collects hrefs, img srcs, custom elements and the visible text outside code/script/math output."""
+    """Collects hrefs, img srcs, custom elements and the visible text outside code/script/math output; counts the
+    images and tables inside notebook cell outputs (myst-nb's ``div.cell_output``)."""
 
     SKIP = {"script", "style", "pre", "code", "mjx-container", "math", "textarea", "noscript"}
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -87,7 +97,13 @@ class _PageParser(HTMLParser):
         self.imgs: list[str] = []
         self.tags: dict[str, int] = {}
         self.text: list[str] = []
+        self.output_imgs: list[str] = []
+        self.output_tables = 0
         self._skip = 0
+        self._stack: list[tuple[str, bool]] = []  # open elements, True = a cell output starts here
+
+    def _in_output(self) -> bool:
+        return any(is_out for _, is_out in self._stack)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -96,21 +112,35 @@ class _PageParser(HTMLParser):
             self.hrefs.append(a["href"] or "")
         if tag == "img" and a.get("src"):
             self.imgs.append(a["src"] or "")
+            if self._in_output():
+                self.output_imgs.append(a["src"] or "")
+        if tag == "table" and self._in_output():
+            self.output_tables += 1
         if tag in self.SKIP:
             self._skip += 1
+        if tag not in self.VOID:
+            self._stack.append((tag, "cell_output" in (a.get("class") or "").split()))
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in self.VOID and self._stack and self._stack[-1][0] == tag:
+            self._stack.pop()
 
     def handle_endtag(self, tag: str) -> None:
         if tag in self.SKIP and self._skip:
             self._skip -= 1
+        if any(t == tag for t, _ in self._stack):
+            while self._stack and self._stack.pop()[0] != tag:
+                pass
 
     def handle_data(self, data: str) -> None:
         if not self._skip:
             self.text.append(data)
 
 
-def parse(html: str) -> _PageParser:
+def parse(page_html: str) -> _PageParser:
     p = _PageParser()
-    p.feed(html)
+    p.feed(page_html)
     return p
 
 
@@ -153,9 +183,63 @@ def math_problems(dom: str) -> list[str]:
     return problems
 
 
-def check_book(html_dir: Path, artifacts: Path, lesson: str | None = None) -> tuple[list[str], dict[str, Path]]:
-    """Screenshots of ``index.html`` and a lesson page (a notebook if built, else the evaluation page), DOM
-    checks (figures, math) and the link check. Returns (problems, screenshots)."""
+FIGURE_PLACEHOLDER = re.compile(r"<Figure size [\d.]+x[\d.]+ with \d+ Axes>")
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)+\|?\s*$")
+
+
+def _text(value) -> str:
+    return "".join(value) if isinstance(value, list) else str(value)
+
+
+def notebook_outputs(nb_path: Path) -> dict[str, int]:
+    """What an executed notebook shows: ``images`` (image/png outputs), ``tables`` (Markdown tables in text/markdown
+    outputs, one per header rule) and ``placeholders`` (outputs whose only figure is placeholder text)."""
+    nb = json.loads(Path(nb_path).read_text())
+    counts = {"images": 0, "tables": 0, "placeholders": 0}
+    for cell in nb.get("cells", []):
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if "image/png" in data:
+                counts["images"] += 1
+            elif FIGURE_PLACEHOLDER.search(_text(data.get("text/plain", ""))):
+                counts["placeholders"] += 1
+            md = _text(data.get("text/markdown", ""))
+            counts["tables"] += sum(1 for line in md.splitlines() if TABLE_RULE.match(line))
+    return counts
+
+
+def lesson_page_problems(dom: str, executed_nb: Path | None) -> list[str]:
+    """A lesson page against the executed notebook it was built from (images, tables, figure placeholders)."""
+    p = parse(dom)
+    problems = []
+    hit = FIGURE_PLACEHOLDER.search(html.unescape(dom))
+    if hit:
+        problems.append(f"figure placeholder text {hit.group(0)!r} instead of an image")
+    if executed_nb is None or not Path(executed_nb).exists():
+        return problems + ["no executed notebook to compare with"]
+    want = notebook_outputs(executed_nb)
+    if want["placeholders"]:
+        problems.append(f"{Path(executed_nb).name}: {want['placeholders']} figure output(s) without image/png")
+    if len(p.output_imgs) < want["images"]:
+        problems.append(f"{len(p.output_imgs)} image(s) in cell outputs, the notebook has {want['images']} "
+                        "image/png output(s)")
+    if p.output_tables < want["tables"]:
+        problems.append(f"{p.output_tables} <table> in cell outputs, the notebook displays {want['tables']} "
+                        "Markdown table(s) (nb_render_markdown_format must allow tables)")
+    return problems
+
+
+def lesson_pages(html_dir: Path) -> list[Path]:
+    """The built lesson pages ``notebooks/0*.html``."""
+    return sorted((Path(html_dir) / "notebooks").glob("0*.html"))
+
+
+def check_book(html_dir: Path, artifacts: Path, lesson: str | None = None,
+               executed_dir: Path | None = None) -> tuple[list[str], dict[str, Path]]:
+    """Screenshots of ``index.html``, of every lesson page (``lesson_<name>.png``; ``lesson.png`` is the first, or
+    the evaluation page when no lesson is built), DOM checks (figures, math), the lesson checks of
+    :func:`lesson_page_problems` against the executed notebooks in ``executed_dir`` (default: the book's
+    ``notebooks/`` folder next to ``_build``) and the link check. Returns (problems, screenshots)."""
     html_dir = Path(html_dir)
     problems: list[str] = []
     index = html_dir / "index.html"
@@ -179,6 +263,14 @@ def check_book(html_dir: Path, artifacts: Path, lesson: str | None = None) -> tu
         if need_img and not p.imgs:
             problems.append(f"{page.name}: no <img> (figures missing)")
         problems += [f"{page.name}: {m}" for m in math_problems(dom)]
+    if executed_dir is None:
+        executed_dir = html_dir.parent.parent / "notebooks"
+    for page in lesson_pages(html_dir):
+        shots[f"lesson_{page.stem}"] = screenshot(page, artifacts / f"lesson_{page.stem}.png")
+        dom = dump_dom(page)
+        (artifacts / f"lesson_{page.stem}.dom.html").write_text(dom)
+        problems += [f"notebooks/{page.name}: {m}"
+                     for m in lesson_page_problems(dom, Path(executed_dir) / f"{page.stem}.ipynb")]
     problems += [f"{page}: broken link {href}" for page, href in broken_links(html_dir)]
     return problems, shots
 
@@ -188,11 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("html_dir", type=Path, nargs="?", default=Path("book/_build/html"))
     ap.add_argument("--artifacts", type=Path, default=Path("build/test-artifacts"))
     ap.add_argument("--lesson", help="page to screenshot as lesson.png (default: first notebook)")
+    ap.add_argument("--executed", type=Path, help="executed notebooks the lesson pages were built from "
+                    "(default: <html_dir>/../../notebooks, i.e. book/notebooks for book/_build/html)")
     args = ap.parse_args(argv)
     if find_chromium() is None:
         print("check_book: chromium not found (run `make browser-deps`)", file=sys.stderr)
         return 2
-    problems, shots = check_book(args.html_dir, args.artifacts, args.lesson)
+    problems, shots = check_book(args.html_dir, args.artifacts, args.lesson, args.executed)
     for name, path in shots.items():
         print(f"screenshot {name}: {path}")
     for msg in problems:

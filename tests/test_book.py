@@ -3,12 +3,15 @@
 The build (``scripts/build_book.py --skip-notebooks``) runs once per module into a temporary output folder; lesson
 notebooks already executed into ``book/notebooks/`` by ``make book`` are included when all of them are up to date
 (else the reference pages only are built); no notebook is executed here.
-Screenshots are kept as test artifacts in ``build/test-artifacts/`` (index.png, lesson.png).
+Screenshots are kept as test artifacts in ``build/test-artifacts/`` (index.png, lesson.png, lesson_<name>.png).
+``make test`` runs ``make book`` first, so the lessons are in the tested book; with ``CI`` set, a book without
+up-to-date executed lessons fails instead of falling back to the reference pages.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +39,9 @@ def lessons_up_to_date() -> bool:
 @pytest.fixture(scope="module")
 def built_html(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
+    if not lessons_up_to_date():
+        if os.environ.get("CI"):
+            pytest.fail("book/notebooks/ holds no up-to-date executed lessons: `make test` runs `make book` first")
     lessons = [] if lessons_up_to_date() else ["--no-lessons"]  # stale or partial executions: reference pages only
     res = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--skip-notebooks", *lessons,
                           "--path-output", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
@@ -60,12 +66,63 @@ def test_strict_build_pages_and_generated_content(built_html):
 
 def test_book_in_headless_chromium(built_html):
     if check_book.find_chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed: `make test` installs it (`make browser-deps`)")
         pytest.skip("chromium is not installed (`make browser-deps` installs it)")
-    problems, shots = check_book.check_book(built_html, ARTIFACTS)
+    problems, shots = check_book.check_book(built_html, ARTIFACTS, executed_dir=ROOT / "book" / "notebooks")
     assert problems == []
-    for name in ("index", "lesson"):
+    names = ["index", "lesson"] + [f"lesson_{p.stem}" for p in check_book.lesson_pages(built_html)]
+    for name in names:
         png = shots[name]
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 20_000, f"{png} looks empty"
+
+
+def test_lessons_show_their_figures_and_tables(built_html):
+    """Every lesson page carries an image per image/png output of its executed notebook, a <table> per Markdown
+    table it displayed, and no figure placeholder; the lessons that display tables (1, 6, 7) have them."""
+    pages = check_book.lesson_pages(built_html)
+    if not pages:
+        pytest.skip("no executed lessons in book/notebooks/ (`make book` executes them)")
+    counts = {}
+    for page in pages:
+        nb = ROOT / "book" / "notebooks" / f"{page.stem}.ipynb"
+        dom = page.read_text()
+        assert check_book.lesson_page_problems(dom, nb) == [], page.name
+        want = check_book.notebook_outputs(nb)
+        assert want["images"] >= 1 and want["placeholders"] == 0, (page.name, want)
+        counts[page.stem] = want
+    for stem, tables in (("06_evaluation", 2), ("07_experiments", 1)):
+        if stem in counts:
+            assert counts[stem]["tables"] >= tables, (stem, counts[stem])
+
+
+def test_lesson_checks_catch_missing_figures_and_raw_tables(tmp_path):
+    """The lesson check fails on placeholder text, on fewer images than image/png outputs, on a raw table."""
+    import base64
+
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    png = base64.b64encode(b"\x89PNG fake").decode()
+    nb.cells = [nbformat.v4.new_code_cell("x", outputs=[
+        nbformat.v4.new_output("display_data", data={"image/png": png, "text/plain": "<Image>"}),
+        nbformat.v4.new_output("display_data", data={"text/plain": "<Figure size 920x760 with 12 Axes>"}),
+        nbformat.v4.new_output("display_data", data={"text/markdown": "| a | b |\n|---|---|\n| 1 | 2 |"}),
+    ])]
+    path = tmp_path / "01_x.ipynb"
+    nbformat.write(nb, path)
+    assert check_book.notebook_outputs(path) == {"images": 1, "tables": 1, "placeholders": 1}
+    raw = ('<div class="cell_output docutils container"><pre>&lt;Figure size 920x760 with 12 Axes&gt;</pre>'
+           '<p>| a | b | — |</p></div>')
+    problems = check_book.lesson_page_problems(raw, path)
+    assert len(problems) == 4, problems  # placeholder in page, in notebook, 0 < 1 images, 0 < 1 tables
+    good = ('<div class="cell_output docutils container"><div class="output"><img src="../_images/a.png"/></div>'
+            '<div><table><tr><td>1</td></tr></table></div></div><img src="../_static/logo.png">')
+    nb.cells[0].outputs.pop(1)
+    nbformat.write(nb, path)
+    assert check_book.lesson_page_problems(good, path) == []
+    outside = '<div class="cell_output"></div><img src="../_images/a.png"><table></table>'
+    assert len(check_book.lesson_page_problems(outside, path)) == 2  # image and table outside the outputs
 
 
 def test_link_and_math_checks_catch_faults(tmp_path):

@@ -31,6 +31,24 @@ def test_show_saves_png_and_closes(tmp_path):
     assert not plt.fignum_exists(fig.number)
 
 
+def test_show_displays_the_png_not_the_figure(tmp_path, monkeypatch):
+    """The displayed object is the saved PNG (an image/png output whatever the matplotlib/IPython versions)."""
+    import base64
+
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    assert show(fig, tmp_path, "curve") is None  # a cell ending in show(...) prints no repr
+    path = tmp_path / "curve.png"
+    assert len(shown) == 1 and isinstance(shown[0], IPython.display.Image)
+    fmt, _ = IPython.core.formatters.DisplayFormatter().format(shown[0])
+    assert base64.b64decode(fmt["image/png"]) == path.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["curve.png"]  # no temporary file left behind
+
+
 def test_ensure_dataset_reuses_existing(tmp_path, capsys):
     data = tmp_path / "data_in"
     data.mkdir()

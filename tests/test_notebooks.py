@@ -8,12 +8,17 @@ synthetic dataset shared by the session; assertions read the ``metrics.json`` th
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import check_book  # noqa: E402
+
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = ["01_data_preparation", "02_anchor_queries", "03_fes_loss", "04_consistency_loss", "05_training",
              "06_evaluation", "07_experiments"]
@@ -96,6 +101,11 @@ def test_smoke(name, smoke_dataset, tmp_path):
     _execute(name, {"data_dir": str(smoke_dataset), "out_dir": str(out), **SMOKE[name]}, tmp_path)
     m = json.loads((out / "metrics.json").read_text())
     CHECKS[name](m, out)
+    # every figure the lesson saved is an image/png output of the executed notebook, none is placeholder text
+    shown = check_book.notebook_outputs(tmp_path / f"{name}.out.ipynb")
+    assert shown["placeholders"] == 0, f"{name}: a figure was recorded as text only"
+    pngs = sorted(out.glob("*.png"))
+    assert shown["images"] >= max(1, len(pngs)), f"{name}: {shown['images']} image outputs for {len(pngs)} PNGs"
 
 
 def _check_01(m, out):

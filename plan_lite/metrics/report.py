@@ -56,14 +56,12 @@ def plot_roc(curves: dict, path, operating_point: tuple[float, float] | None = N
              op_curve: str = "any_tumor") -> Path:
     """Save ROC curves ``{name: {"fpr", "tpr", "auc"}}`` as PNG; ``operating_point`` = (1 - specificity,
     sensitivity) of ``op_curve`` is marked. Returns the path (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figure list stay untouched
 
     from plan_lite.utils import atomic_path
 
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=120)
+    fig = Figure(figsize=(4.5, 4.5), dpi=120)
+    ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
     for name, c in curves.items():
         auc = c.get("auc")
@@ -77,5 +75,4 @@ def plot_roc(curves: dict, path, operating_point: tuple[float, float] | None = N
     path = Path(path)
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
     return path

@@ -125,8 +125,8 @@ print(f"predicted the {split} split in {time.time() - t:.0f} s into {pred_dir}")
 # `evaluate_folders(dataset, predictions, cases_csv)` follows the paper's protocol:
 #
 # - **pixel**: tumour Dice per case (all lesion labels merged), mean over cases with tumour;
-# - **lesion**: ground-truth and predicted lesions are 26-connected components; a pair matches when their Dice is
-#   > 0.2 (one-to-one); lesions under 3 mm radius are not required. Precision, recall per radius bin, and the
+# - **lesion**: ground-truth and predicted lesions are 26-connected components; a pair matches when their Dice
+#   exceeds 0.2 (one-to-one); lesions under 3 mm radius are not required. Precision, recall per radius bin, and the
 #   accuracy of the predicted type of matched lesions:
 #
 # $$ \text{Dice} = \frac{2|G \cap P|}{|G| + |P|}, \qquad \text{precision} = \frac{TP}{TP + FP}, \qquad
