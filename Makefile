@@ -10,15 +10,29 @@ TORCH_SPEC ?= $(shell if [ -f /etc/xdg/pip/constraints.txt ] && ls /opt/wheels/t
 DATA ?= data/synthetic
 BOOK_CASES ?= 24
 
-.PHONY: venv test lint book data demo lab browser-deps mathjax
+.PHONY: venv lock test lint book data demo lab browser-deps mathjax
 
-$(VENV)/.installed: pyproject.toml
+# Exact versions from the lock file (make lock); torch from TORCH_SPEC; plan-lite itself without dependencies.
+LOCK := requirements-lock.txt
+PIP_VERSION ?= 26.3
+UV_SPEC ?= uv==0.13.9
+MATHJAX_VERSION ?= 3.2.2
+
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "$(TORCH_SPEC)"
-	$(PIP) install -q -e ".[notebooks,book,dev]" "$(TORCH_SPEC)"
+	$(PIP) install -q "pip==$(PIP_VERSION)"
+	$(PIP) install -q -r $(LOCK) "$(TORCH_SPEC)"
+	$(PIP) install -q --no-deps -e .
+	$(PIP) check
 	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (plan-lite)" >/dev/null
 	touch $@
+
+# Regenerate the lock after changing the dependencies in pyproject.toml (or to take newer releases on purpose:
+# make lock LOCK_ARGS=--upgrade); then make test and commit pyproject.toml and requirements-lock.txt together.
+lock:
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q "$(UV_SPEC)"
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) scripts/lock.py $(LOCK_ARGS)
 
 venv: $(VENV)/.installed
 
@@ -33,7 +47,7 @@ mathjax: book/_static/mathjax/es5/tex-chtml-full.js
 
 book/_static/mathjax/es5/tex-chtml-full.js:
 	@mkdir -p build/npm
-	cd build/npm && (test -f package.json || npm init -y >/dev/null) && npm install --silent --no-audit --no-fund mathjax@3
+	cd build/npm && (test -f package.json || npm init -y >/dev/null) && npm install --silent --no-audit --no-fund mathjax@$(MATHJAX_VERSION)
 	rm -rf book/_static/mathjax && mkdir -p book/_static/mathjax/es5/output/chtml
 	cp build/npm/node_modules/mathjax/LICENSE book/_static/mathjax/
 	cp -r build/npm/node_modules/mathjax/es5/output/chtml/fonts book/_static/mathjax/es5/output/chtml/
@@ -42,7 +56,8 @@ book/_static/mathjax/es5/tex-chtml-full.js:
 lint: venv
 	$(VENV)/bin/ruff check plan_lite tests benchmarks scripts book/_ext
 
-test: venv lint browser-deps mathjax
+# The tests check the book a newcomer builds: `make book` first, then the whole suite (tests/test_book.py).
+test: venv lint browser-deps mathjax book
 	$(VENV)/bin/pytest -q --durations=15 tests
 
 EASY_DATA ?= data/synthetic_easy
