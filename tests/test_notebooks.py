@@ -29,7 +29,7 @@ SMOKE: dict[str, dict] = {
     "01_data_preparation": {"n_augment": 1},
     "02_anchor_queries": {"patch_size": [16, 48, 48], "n_patches": 1},
     "03_fes_loss": {"n_cases": 2, "n_draws": 2, "demo_patch": [8, 48, 48]},
-    "04_consistency_loss": {"patch_size": [8, 48, 48], "opt_steps": 8},
+    "04_consistency_loss": {"patch_size": [8, 48, 48], "opt_steps": 16},  # see _check_04
     "05_training": {"max_steps": 4, "resume_at": 2, "batch_size": 1, "patch_size": [8, 48, 48], "max_minutes": 10.0},
     "06_evaluation": {"checkpoint": "", "fallback_steps": 2, "fallback_patch": [8, 48, 48], "overlap": 0.0,
                       "n_worst": 1},
@@ -136,6 +136,8 @@ def _check_03(m, out):
 
 
 def _check_04(m, out):
+    # 16 steps, measured over seeds 0 / 1 / 2: start 0.45 / 0.36 / 0.42, with 0.31 / 0.18 / 0.26, without
+    # 0.33 / 0.24 / 0.27 (8 steps gave a with-vs-without margin of only 0.007 for seed 2).
     assert 0.0 < m["disagreement_start"] <= 1.0
     assert m["disagreement_with"] < m["disagreement_start"]
     assert m["disagreement_with"] <= m["disagreement_without"] + 1e-6

@@ -69,7 +69,7 @@ def test_tiny_plan_overfits_one_case():
     start, end = hist[0], min(hist[-3:])
     print(f"overfit: total loss {start:.3f} -> {end:.3f} in {STEPS} steps, {seconds:.1f} s")
     print("overfit: history " + " ".join(f"{h:.2f}" for h in hist))
-    assert end <= 0.5 * start, hist
+    assert end <= 0.65 * start, hist  # measured over seeds 0, 1, 2: 0.44, 0.37, 0.42
 
     model.eval()
     with torch.no_grad():
