@@ -198,6 +198,28 @@ def test_experiment_table(small_ds, tmp_path):
     assert (tmp_path / "ablation.json").is_file() and (tmp_path / "plan" / "pred" / "case_0002.nii.gz").is_file()
 
 
+def test_experiment_chooses_the_patient_threshold_on_val(tmp_path):
+    """run_experiment predicts val and test, so the operating point comes from val (not the 0.5 fallback)."""
+    from plan_lite.engine.experiment import run_experiment
+
+    groups = ["tumor", "tumor", "tumor", "tumor", "normal", "normal"]  # val: case 1 tumour, case 4 normal
+    ds = make_dataset(tmp_path / "ds", n_cases=6, shape=(8, 40, 40), groups=groups)
+    over = {"patch_size": PATCH, "batch_size": 1, "augment": False}
+    rep = run_experiment(ds, tmp_path / "exp", variants=("plan", "pixel_only"), max_steps=2, overrides=over,
+                         progress=False, validate=False)
+    for v in ("plan", "pixel_only"):
+        assert rep["results"][v]["threshold_source"].startswith("Youden's J on val (n=2)"), rep["results"][v]
+        assert (tmp_path / "exp" / v / "pred" / "case_0001.nii.gz").is_file()  # a val case was predicted
+
+
+def test_predict_several_splits(small_ds, tmp_path):
+    from plan_lite.engine.data import split_ids
+
+    ids = ["case_0000", "case_0001", "case_0002"]
+    assert split_ids(small_ds, ("val", "test"), ids) == ["case_0001", "case_0002"]
+    assert split_ids(small_ds, "test", ids) == ["case_0002"]
+
+
 _KILL_CHILD = """
 import json, sys, torch
 from plan_lite.config import PlanConfig

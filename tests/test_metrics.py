@@ -312,6 +312,22 @@ def test_evaluate_folders_volume_score_mode(tmp_path):
     assert m["lesion"]["n_pred_dropped"] == 0 and m["per_case"]["t3"]["fp"] == 1
     assert m["pixel"]["dice"] == pytest.approx((1.0 + 400 / 600) / 2)
     assert m["pixel"]["dice_incl_empty"] == pytest.approx((1.0 + 400 / 600 + 1.0 + 0.0) / 4)
+    assert p["threshold_source"].startswith("Youden's J on val")
+    # without the val predictions the threshold falls back to the default, loudly
+    import shutil
+    import warnings
+
+    only_test = tmp_path / "only_test"
+    shutil.copytree(pred, only_test)
+    val = [r["case"] for r in csv.DictReader(open(cases)) if r["split"] == "val"]
+    for c in val:
+        (only_test / f"{c}.nii.gz").unlink()
+    with pytest.warns(UserWarning, match="fallback default"):
+        fb = evaluate_folders(gt, only_test, cases, score_source="volume", progress=False)
+    assert fb["patient"]["threshold_source"].startswith("default")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a validated threshold is silent
+        evaluate_folders(gt, pred, cases, score_source="volume", progress=False)
     # patient mode needs the json files
     from plan_lite.errors import PlanLiteError
 

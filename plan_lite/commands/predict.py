@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a plan-lite checkpoint (best.pt / last.pt)")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (one per phase) or an MSD folder")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--split", help="with an MSD folder: only this split of cases.csv (e.g. test)")
+    p.add_argument("--split", nargs="+", metavar="SPLIT",
+                   help="with an MSD folder: only these splits of cases.csv (e.g. test, or val test: `evaluate` "
+                        "chooses the patient threshold on val)")
     p.add_argument("--keep-outside-liver", action="store_true",
                    help="keep lesions whose centroid is > 3 mm from the predicted liver")
     p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap [0.5]")
@@ -31,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from plan_lite.engine.infer import predict
 
-    out = predict(args.checkpoint, args.inputs, args.out, progress=not args.no_progress, split=args.split,
+    out = predict(args.checkpoint, args.inputs, args.out, progress=not args.no_progress, split=None if args.split is None else tuple(args.split),
                   keep_outside_liver=args.keep_outside_liver, device=args.device, overlap=args.overlap,
                   two_pass=args.two_pass, semantic=args.semantic, lesion_decision=args.lesion_decision)
     print(f"predictions: {out}")

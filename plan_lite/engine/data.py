@@ -13,17 +13,21 @@ from plan_lite.engine.sampler import TrainCase, make_train_case
 from plan_lite.errors import DatasetError
 
 
-def split_ids(dataset_dir, split: str | None, all_ids: list[str]) -> list[str]:
-    """Case ids of ``split`` from ``cases.csv`` (``None`` or no ``cases.csv``: all ids for train, none otherwise)."""
+def split_ids(dataset_dir, split, all_ids: list[str]) -> list[str]:
+    """Case ids of ``split`` from ``cases.csv`` (``None`` or no ``cases.csv``: all ids for train, none otherwise).
+
+    ``split`` is one name or several (``("val", "test")``: the cases of both, in the order of ``cases.csv``).
+    """
     path = Path(dataset_dir) / "cases.csv"
     if split is None:
         return list(all_ids)
+    wanted = {split} if isinstance(split, str) else set(split)
     if not path.exists():
-        return list(all_ids) if split == "train" else []
+        return list(all_ids) if wanted == {"train"} else []
     from plan_lite.data.io import read_cases_csv
 
     known = set(all_ids)
-    ids = [r["case"] for r in read_cases_csv(path) if r.get("split") == split]
+    ids = [r["case"] for r in read_cases_csv(path) if r.get("split") in wanted]
     missing = [c for c in ids if c not in known]
     if missing:
         raise DatasetError(f"{path}: case {missing[0]} of split {split!r} has no images in {dataset_dir}")

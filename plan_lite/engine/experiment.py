@@ -2,7 +2,8 @@
 
 Each variant (``plan_lite.config.VARIANTS``: ``plan``, ``no_anchor``, ``no_fes``, ``no_consistency``,
 ``pixel_only`` (nnU-Net-like), ``mask2former``) is trained with the same data, seed, preset and step / time
-budget, predicts the test split (``cases.csv``), and is evaluated with ``plan_lite.metrics.evaluate_folders``;
+budget, predicts the validation and test splits (``cases.csv``), and is evaluated on the test split (the patient
+threshold is chosen on the validation split, Sec. 3) with ``plan_lite.metrics.evaluate_folders``;
 baselines without a patient branch are scored from predicted lesion volumes (``score_source="volume"``, as the
 paper does for nnU-Net). Outputs: ``OUT/{variant}/run`` (training run), ``OUT/{variant}/pred``,
 ``OUT/{variant}/metrics.json``, and ``OUT/ablation.json`` + ``OUT/ablation.md``.
@@ -88,15 +89,16 @@ def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_
         run_dir, pred_dir = out / v / "run", out / v / "pred"
         train(dataset_dir, cfg, run_dir, max_steps=max_steps, max_minutes=max_minutes,
               resume=(run_dir / "last.pt").exists(), device=device, progress=progress, validate=validate)
-        predict(run_dir / "last.pt", [dataset_dir], pred_dir, progress=progress, split="test", device=device,
-                overlap=overlap, semantic=semantic, lesion_decision=lesion_decision)
+        predict(run_dir / "last.pt", [dataset_dir], pred_dir, progress=progress, split=("val", "test"),
+                device=device, overlap=overlap, semantic=semantic, lesion_decision=lesion_decision)
         source = "volume" if v in VOLUME_SCORED else "patient"
         m = evaluate_folders(dataset_dir, pred_dir, cases_csv=cases_csv, splits=("test",), score_source=source,
                              progress=False)
         atomic_write_json(out / v / "metrics.json", m)
         rows[v] = summary_row(m)
         results[v] = {"score_source": source, "steps": Schedule.from_config(cfg, max_steps).total,
-                      "summary": rows[v]}
+                      "threshold": m["patient"].get("threshold"),
+                      "threshold_source": m["patient"].get("threshold_source"), "summary": rows[v]}
     meta = {"dataset": str(dataset_dir), "preset": preset, "max_steps": max_steps, "max_minutes": max_minutes,
             "seed": seed, "overrides": overrides or {}, "variants": list(variants), "semantic": semantic,
             "lesion_decision": lesion_decision}

@@ -195,8 +195,13 @@ def _lesion_geometry(records: list[dict], inst: np.ndarray, spacing, affine) -> 
 
 
 # ---------------------------------------------------------------------------------------------- inputs
-def resolve_inputs(inputs, phases, split: str | None = None) -> list:
-    """Cases to predict: one MSD folder (all cases or one split of cases.csv) or one image file per phase.
+def _split_text(split) -> str:
+    return split if isinstance(split, str) else " ".join(split)
+
+
+def resolve_inputs(inputs, phases, split=None) -> list:
+    """Cases to predict: one MSD folder (all cases, or the cases of one or several splits of cases.csv) or one
+    image file per phase. ``split``: None, a split name, or a sequence of names (``("val", "test")``).
 
     Returns a list of zero-argument callables that load a ``Case`` (lazy: one case in memory at a time).
     """
@@ -212,12 +217,12 @@ def resolve_inputs(inputs, phases, split: str | None = None) -> list:
             from plan_lite.engine.data import split_ids
 
             if not (root / "cases.csv").exists():
-                raise PlanLiteError(f"{root}: --split {split} needs cases.csv")
+                raise PlanLiteError(f"{root}: --split {_split_text(split)} needs cases.csv")
             ids = split_ids(root, split, ds.case_ids)
         else:
             ids = ds.case_ids
         if not ids:
-            raise PlanLiteError(f"{root}: no cases to predict" + (f" in split {split!r}" if split else ""))
+            raise PlanLiteError(f"{root}: no cases to predict" + (f" in split {_split_text(split)}" if split else ""))
         for cid in ids:
             ds.image_paths(cid)  # fail early on a missing phase file
         return [lambda cid=cid: ds.load(cid) for cid in ids]
@@ -247,7 +252,7 @@ def write_patients_csv(preds: dict[str, dict[str, float]], names: list[str], pat
     atomic_write_text(path, buf.getvalue())
 
 
-def predict(checkpoint, inputs, out_dir, progress: bool = True, split: str | None = None,
+def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
             keep_outside_liver: bool = False, device: str | None = None, overlap: float = 0.5,
             two_pass: bool = False, predictor: Predictor | None = None, semantic: str = "lesion",
             lesion_decision: str = "argmax") -> Path:
@@ -258,6 +263,8 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split: str | Non
     output that the anchors are built from) or ``"fused"`` (their mean). Short CPU trainings (``tiny``, a few
     hundred steps) reach a useful pixel branch long before the lesion branch's query masks are sharp.
     ``lesion_decision`` (``"argmax"`` or ``"merged"``) turns probabilities into labels (``decide_labels``).
+    ``split`` (MSD folder input): one split name or several, e.g. ``("val", "test")`` so that the evaluation can
+    choose the patient threshold on ``val`` before it is applied to ``test``.
     """
     pred = predictor or Predictor(checkpoint, device=device, overlap=overlap, keep_outside_liver=keep_outside_liver,
                                   two_pass=two_pass, semantic=semantic, lesion_decision=lesion_decision)

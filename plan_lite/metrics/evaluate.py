@@ -14,6 +14,7 @@ metrics.json layout (stable keys): ``{"pixel": {"dice", "dice_incl_empty"}, "les
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -127,6 +128,10 @@ def evaluate_folders(gt_dir, pred_dir, cases_csv=None, splits=("test",), score_s
                          eval_split=None if splits is None else tuple(splits), threshold_method=threshold_method,
                          target_specificity=target_specificity)
     out["patient"] = {**pm, "available": True, "score_source": score_source}
+    if str(pm.get("threshold_source", "")).startswith("default"):
+        warnings.warn(f"{pred_dir}: patient threshold is the fallback {pm['threshold_source']}: sensitivity and "
+                      f"specificity are not at a validated operating point (predict the {threshold_split} split "
+                      "into the same folder)", UserWarning, stacklevel=2)
     if return_curves:
         from plan_lite.metrics.patient import roc_curves
 

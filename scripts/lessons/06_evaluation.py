@@ -9,7 +9,7 @@
 # test split with the checkpoint of lesson 5 and computes all three with `plan_lite.metrics`.
 #
 # ## Overview
-# 1. Predict the test split (`plan_lite.engine.infer.predict`).
+# 1. Predict the validation and test splits (`plan_lite.engine.infer.predict`).
 # 2. Metrics and tables shaped like the paper's Tables 1 and 2 (`evaluate_folders`, `tables_markdown`).
 # 3. Patient-level ROC curves with the operating point (Fig. 2 style).
 # 4. Lesion recall by size.
@@ -85,9 +85,9 @@ out_path = Path(out_dir)
 out_path.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
-# ## 1. Predict the test split
+# ## 1. Predict the validation and test splits
 #
-# `predict(checkpoint, [dataset], out_dir, split="test")` preprocesses each case with the statistics stored in the
+# `predict(checkpoint, [dataset], out_dir, split=("val", "test"))` preprocesses each case with the statistics stored in the
 # checkpoint, runs the network in sliding windows, forms the semantic map from the lesion branch (class
 # probability x mask probability summed over queries), extracts lesion instances (26-connected, >= 25 mm$^3$,
 # inside the liver), maps everything back to the original grid and writes `{case}.nii.gz`,
@@ -115,9 +115,11 @@ if ckpt is None or not ckpt.is_file():
     ckpt, trained_here = run_dir / "last.pt", True
 pred_dir = out_path / "pred"
 t = time.time()
-predict(ckpt, [data_path], pred_dir, split=split, progress=True, overlap=overlap, semantic=semantic,
+# the validation split too: the patient threshold is chosen there (Sec. 3), then applied to the evaluated split
+splits = ("val", split) if split != "val" else ("val",)
+predict(ckpt, [data_path], pred_dir, split=splits, progress=True, overlap=overlap, semantic=semantic,
         lesion_decision=lesion_decision)
-print(f"predicted the {split} split in {time.time() - t:.0f} s into {pred_dir}")
+print(f"predicted the {' and '.join(splits)} splits in {time.time() - t:.0f} s into {pred_dir}")
 
 # %% [markdown]
 # ## 2. Metrics and the paper's tables
@@ -229,7 +231,7 @@ for k in ("pixel.dice", "lesion.precision", "lesion.recall", "lesion.type_accura
 #   finds far fewer lesions than the pixel branch - the lesion branch needs a long stage 2.
 # - Train longer in lesson 5 (`max_steps = 600`) and rerun: recall in the small-radius bins is the last to rise.
 # - `split = "val"`: the threshold is chosen on val, so val sensitivity / specificity are optimistic.
-# - From the shell: `plan-lite predict RUN/last.pt DATASET --split test --out PRED` and
+# - From the shell: `plan-lite predict RUN/last.pt DATASET --split val test --out PRED` and
 #   `plan-lite evaluate DATASET PRED --cases DATASET/cases.csv`.
 #
 # ## Summary
