@@ -212,6 +212,36 @@ def test_experiment_chooses_the_patient_threshold_on_val(tmp_path):
         assert (tmp_path / "exp" / v / "pred" / "case_0001.nii.gz").is_file()  # a val case was predicted
 
 
+def test_best_checkpoint_comes_from_the_final_stage(small_ds, tmp_path, monkeypatch):
+    """A stage-1 validation score (untrained lesion branch) never makes best.pt, even when it is the highest."""
+    import json
+
+    import plan_lite.engine.train as train_mod
+
+    calls = []
+
+    def fake_validate(model, cfg, stats, dataset_dir, val_ids, out, step, stage):
+        calls.append((step, stage))
+        return 1.0 if stage == 1 else 0.1 * step  # stage 1 looks best; stage 2 improves
+
+    monkeypatch.setattr(train_mod, "_validate", fake_validate)
+    cfg = tiny_cfg(val_every=1, stage1_epochs=4, stage2_epochs=1, augment=False)
+    run = train(small_ds, cfg, tmp_path / "run", max_steps=5, progress=False)
+    assert [st for _, st in calls] == [1, 1, 1, 1, 2]
+    best = load_checkpoint(run / "best.pt")
+    rec = json.loads((run / "best.json").read_text())
+    assert best["stage"] == 2 and best["step"] == 5 and rec["stage"] == 2 and rec["score"] == pytest.approx(0.5)
+
+
+def test_best_is_last_without_a_final_stage_validation(small_ds, tmp_path):
+    import json
+
+    run = train(small_ds, tiny_cfg(val_every=1000, stage1_epochs=4, stage2_epochs=1), tmp_path / "run",
+                max_steps=5, progress=False, validate=False)
+    rec = json.loads((run / "best.json").read_text())
+    assert rec["step"] == 5 and rec["stage"] == 2 and rec["score"] is None and "last" in rec["selection"]
+
+
 def test_predict_several_splits(small_ds, tmp_path):
     from plan_lite.engine.data import split_ids
 

@@ -36,5 +36,9 @@ def run(args: argparse.Namespace) -> int:
     out = predict(args.checkpoint, args.inputs, args.out, progress=not args.no_progress, split=None if args.split is None else tuple(args.split),
                   keep_outside_liver=args.keep_outside_liver, device=args.device, overlap=args.overlap,
                   two_pass=args.two_pass, semantic=args.semantic, lesion_decision=args.lesion_decision)
-    print(f"predictions: {out}")
+    import json
+
+    used = json.loads((out / "prediction.json").read_text())
+    print(f"predictions: {out} (checkpoint step {used['step']}, stage {used['checkpoint_stage']}; inference: "
+          f"semantic={used['semantic']}, lesion_decision={used['lesion_decision']}; settings in prediction.json)")
     return 0

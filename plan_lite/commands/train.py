@@ -36,4 +36,11 @@ def run(args: argparse.Namespace) -> int:
     out = train(args.dataset, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                 resume=args.resume, device=args.device, progress=not args.no_progress, stop_after=args.stop_after)
     print(f"run folder: {out}")
+    best = out / "best.json"
+    if best.is_file():
+        import json
+
+        b = json.loads(best.read_text())
+        score = "-" if b["score"] is None else f"{b['score']:.4f}"
+        print(f"best.pt: step {b['step']}, stage {b['stage']}, validation score {score} ({b['selection']})")
     return 0

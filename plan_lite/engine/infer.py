@@ -90,6 +90,10 @@ class Predictor:
                                     f"({str(exc).splitlines()[0]})") from None
             stats = state.get("preprocess")
             stage = int(state.get("stage", 2)) if stage is None else stage
+            self.source = {"checkpoint": str(checkpoint), "step": int(state.get("step", 0)),
+                           "checkpoint_stage": int(state.get("stage", 2))}
+        else:
+            self.source = {"checkpoint": None, "step": None, "checkpoint_stage": None}
         if model is None or cfg is None:
             raise PlanLiteError("Predictor: give a checkpoint, or model and cfg")
         self.model, self.cfg, self.stats = model.to(self.device).eval(), cfg, stats
@@ -100,6 +104,20 @@ class Predictor:
         self.min_volume_mm3, self.two_pass = min_volume_mm3, two_pass
         self.names = patient_output_names(cfg.model.patient_groups)
         self.has_patient = cfg.model.use_patient_branch and self.stage >= 2
+
+    def settings(self) -> dict:
+        """Where the weights come from (checkpoint, step, stage) and the inference settings used."""
+        return {**self.source, "stage": self.stage, "semantic": self.semantic,
+                "lesion_decision": self.lesion_decision, "overlap": self.overlap, "two_pass": self.two_pass,
+                "keep_outside_liver": self.max_dist is None, "min_volume_mm3": self.min_volume_mm3}
+
+    def describe(self) -> str:
+        """One line for logs: checkpoint step and stage, semantic source and lesion decision."""
+        src = self.source
+        where = f"{src['checkpoint']} (step {src['step']}, stage {src['checkpoint_stage']})" if src["checkpoint"] \
+            else "in-memory model"
+        return (f"{where}; inference: stage {self.stage}, semantic={self.semantic}, "
+                f"lesion_decision={self.lesion_decision}, overlap={self.overlap:g}")
 
     # ------------------------------------------------------------------------------------------ network
     def _window(self, x: torch.Tensor) -> torch.Tensor:
@@ -281,6 +299,7 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
         write_prediction(p, out)
         table[p.case_id] = p.patient
     write_patients_csv(table, pred.names, out / "patients.csv")
+    atomic_write_json(out / "prediction.json", pred.settings())
     return out
 
 

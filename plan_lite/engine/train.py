@@ -11,7 +11,9 @@
 * AMP only on CUDA: bf16 where supported, else fp16 with a GradScaler.
 * Exact resume: every random draw comes from the checkpointed generators (sampler, augmentation, python, numpy,
   torch CPU/CUDA); a CPU run stopped at step k and resumed gives bit-identical weights.
-* Rank 0 writes ``config.json``, ``log.jsonl`` (one line per step), ``val.jsonl``, ``last.pt`` and ``best.pt``.
+* Rank 0 writes ``config.json``, ``log.jsonl`` (one line per step), ``val.jsonl``, ``last.pt`` and ``best.pt``
+  with ``best.json`` (its step, stage and score). Only validations of the final stage (stage 2, or stage 1 for
+  ``pixel_only``) compete for ``best.pt``; without one, ``best.pt`` is the last checkpoint.
 
 Multi-GPU: ``torchrun --nproc_per_node=4 -m plan_lite.cli train DATA --preset paper --out runs/paper``
 (``plan_lite.engine.distributed``).
@@ -178,6 +180,7 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
             _truncate_log(out / "log.jsonl", step)
             _truncate_log(out / "val.jsonl", step)
         ckpt_every = checkpoint_every or cfg.train.val_every
+        final_stage = 2 if sched.stage2 > 0 else 1
         t0, t_start = time.time(), time.time()
         bar = _progress(progress and info.is_main, sched.total, step)
         log = open(out / "log.jsonl", "a") if info.is_main else None  # noqa: SIM115
@@ -217,15 +220,22 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
                 at_val = step % cfg.train.val_every == 0 or step == sched.total
                 if validate and at_val and info.is_main and val_ids:
                     score = _validate(model, cfg, stats, dataset_dir, val_ids, out, step, stage)
-                    if score > best:
+                    # only checkpoints of the final stage compete: a stage-1 score of a model with a lesion
+                    # branch measures an untrained lesion branch, so it is not comparable
+                    if stage == final_stage and score > best:
                         best = score
                         _save(out / "best.pt", model, optimizer, scaler, sampler, sched, step, stage, cfg, stats,
                               best)
+                        _write_best_record(out, step, stage, best, "best validation score of stage "
+                                           f"{final_stage}")
                 if info.is_main and (step % ckpt_every == 0 or step == sched.total or stop):
                     _save(last, model, optimizer, scaler, sampler, sched, step, stage, cfg, stats, best)
-                    if not (validate and val_ids) and step == sched.total:  # no validation: best = last
+                    if (step == sched.total or stop) and not math.isfinite(best):
+                        # no validated checkpoint of the final stage: best = last, and the record says so
                         _save(out / "best.pt", model, optimizer, scaler, sampler, sched, step, stage, cfg,
                               stats, best)
+                        _write_best_record(out, step, stage, None, "last checkpoint (no validation in stage "
+                                           f"{final_stage})")
                 barrier(info)
                 if stop:
                     break
@@ -250,6 +260,11 @@ def _save(path, model, optimizer, scaler, sampler, sched, step, stage, cfg, stat
         "scaler": scaler.state_dict() if scaler.is_enabled() else {}, "rng": rng, "step": step, "stage": stage,
         "config": cfg.to_dict(), "preprocess": stats, "extra": {"best_score": best if math.isfinite(best) else None},
     })
+
+
+def _write_best_record(out: Path, step: int, stage: int, score: float | None, selection: str) -> None:
+    """``best.json``: which checkpoint ``best.pt`` is (step, stage, validation score, how it was selected)."""
+    atomic_write_json(out / "best.json", {"step": step, "stage": stage, "score": score, "selection": selection})
 
 
 def _validate(model, cfg, stats, dataset_dir, val_ids, out, step, stage) -> float:
