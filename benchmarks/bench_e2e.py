@@ -25,12 +25,10 @@ import torch
 
 def run_seed(seed: int, steps: int, root: Path) -> dict:
     from plan_lite.config import CPU_RECIPE, EASY_SYNTH, get_preset
-    from plan_lite.data.io import read_image
     from plan_lite.data.synthetic import generate_dataset
     from plan_lite.engine.infer import predict
     from plan_lite.engine.train import train
-    from plan_lite.labels import LESION_LABELS
-    from plan_lite.metrics import evaluate_folders
+    from plan_lite.metrics import evaluate_folders, marked_liver_fraction
 
     root.mkdir(parents=True, exist_ok=True)
     ds = root / "ds"
@@ -46,13 +44,7 @@ def run_seed(seed: int, steps: int, root: Path) -> dict:
     pred = predict(run / "last.pt", [ds], root / "pred", split="test", progress=False, semantic="pixel",
                    lesion_decision="merged")
     m = evaluate_folders(ds, pred, cases_csv=ds / "cases.csv", splits=("test",), progress=False)
-    liver = marked = 0
-    for f in sorted(pred.glob("*.nii.gz")):
-        gt = read_image(ds / "labelsTr" / f.name)[0]
-        p = read_image(f)[0]
-        liver += int((gt == 1).sum() + np.isin(gt, LESION_LABELS).sum())
-        marked += int(np.isin(p, LESION_LABELS).sum())
-    chance = marked / max(liver, 1)
+    chance = marked_liver_fraction(ds, pred)
     les = m["lesion"]
     return {"seed": seed, "steps": steps, "loss_ratio": float(pix[-10:].mean() / pix[:10].mean()),
             "recall": les["recall"], "precision": les["precision"], "tp": les["tp"], "fn": les["fn"],

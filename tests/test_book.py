@@ -39,10 +39,10 @@ def lessons_up_to_date() -> bool:
 @pytest.fixture(scope="module")
 def built_html(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("book")
-    if not lessons_up_to_date():
-        if os.environ.get("CI"):
-            pytest.fail("book/notebooks/ holds no up-to-date executed lessons: `make test` runs `make book` first")
-    lessons = [] if lessons_up_to_date() else ["--no-lessons"]  # stale or partial executions: reference pages only
+    fresh = lessons_up_to_date()
+    if not fresh and os.environ.get("CI"):
+        pytest.fail("book/notebooks/ holds no up-to-date executed lessons: `make test` runs `make book` first")
+    lessons = [] if fresh else ["--no-lessons"]  # stale or partial executions: reference pages only
     res = subprocess.run([sys.executable, str(ROOT / "scripts" / "build_book.py"), "--skip-notebooks", *lessons,
                           "--path-output", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]

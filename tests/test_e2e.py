@@ -65,21 +65,17 @@ def test_loss_falls_and_logs(trained):
 def evaluated(trained, tmp_path_factory):
     from plan_lite.data.io import read_image
     from plan_lite.engine.infer import predict
-    from plan_lite.labels import LESION_LABELS
-    from plan_lite.metrics import evaluate_folders
+    from plan_lite.metrics import evaluate_folders, marked_liver_fraction
 
     ds, run = trained
     pred = predict(run / "last.pt", [ds], tmp_path_factory.mktemp("pred"), split="test", progress=False,
                    semantic="pixel", lesion_decision="merged")
     m = evaluate_folders(ds, pred, cases_csv=ds / "cases.csv", splits=("test",), progress=False)
-    liver = marked = 0
     for f in sorted(pred.glob("*.nii.gz")):
         gt, _, gt_aff = read_image(ds / "labelsTr" / f.name)
         p, _, p_aff = read_image(f)
         assert p.shape == gt.shape and np.allclose(p_aff, gt_aff), f"{f.name}: prediction not on the input grid"
-        liver += int((gt == 1).sum() + np.isin(gt, LESION_LABELS).sum())
-        marked += int(np.isin(p, LESION_LABELS).sum())
-    chance = marked / max(liver, 1)
+    chance = marked_liver_fraction(ds, pred)
     les = m["lesion"]
     print(f"lesion recall {les['recall']} precision {les['precision']} tp {les['tp']} fp {les['fp']} "
           f"fn {les['fn']} chance {chance:.4f} dice {m['pixel']['dice']}")

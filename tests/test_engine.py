@@ -1,4 +1,4 @@
-"""Engine: schedule, sampler, safe checkpoints, exact resume, DDP replicas (plan_reference.md Sec. 4.7)."""
+"""Engine: schedule, sampler, safe checkpoints, exact resume, DDP replicas (paper Sec. 3)."""
 
 from __future__ import annotations
 

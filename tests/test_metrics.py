@@ -395,3 +395,24 @@ def test_add_arguments_is_light_and_masks_any_dtype():
     expect = [False, False, False, False, True, True, True, False, False, False]
     for dt in (np.uint8, np.uint16, np.int16, np.int32, np.float32):  # -3 wraps to 253 / 65533 when unsigned
         assert tumor_mask(vals.astype(dt)).tolist() == expect
+
+
+def test_marked_liver_fraction_is_lesion_voxels_over_liver(tmp_path):
+    """Chance level of lesion recall: predicted lesion voxels over GT liver (liver + lesion) voxels, pooled."""
+    from plan_lite.data.io import affine_from_spacing, write_label
+    from plan_lite.metrics import marked_liver_fraction
+
+    aff = affine_from_spacing(SP)
+    (tmp_path / "gt").mkdir()
+    (tmp_path / "pred").mkdir()
+    for case, lesion_pred in (("a", 10), ("b", 30)):
+        gt = np.zeros((4, 10, 10), np.uint8)
+        gt[:2] = 1  # 200 liver voxels
+        gt[0, 0, :5] = 7  # 5 of them a lesion: still liver tissue for the denominator
+        pred = np.zeros_like(gt)
+        pred.reshape(-1)[:lesion_pred] = 9
+        pred[3, 0, 0] = 1  # liver in the prediction does not count
+        write_label(tmp_path / "gt" / f"{case}.nii.gz", gt, aff)
+        write_label(tmp_path / "pred" / f"{case}.nii.gz", pred, aff)
+    assert marked_liver_fraction(tmp_path / "gt", tmp_path / "pred") == pytest.approx(40 / 400)
+    assert marked_liver_fraction(tmp_path / "gt", tmp_path / "pred", cases=["b"]) == pytest.approx(30 / 200)

@@ -1,8 +1,7 @@
 """The lesson notebooks (notebooks/0X_*.ipynb): structure, smoke execution with papermill, parameter validation.
 
 Each lesson runs with tiny SMOKE parameters (out_dir in tmp_path, cwd notebooks/, kernel python3) on one small
-synthetic dataset shared by the session; assertions read the ``metrics.json`` the notebook writes
-(notebook_stack.md Sec. 7).
+synthetic dataset shared by the session; assertions read the ``metrics.json`` the notebook writes.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""End-to-end: the ``tiny`` PLAN overfits one synthetic patch with the full Eq. 1 criterion (plan_reference.md Sec. 4.7).
+"""End-to-end: the ``tiny`` PLAN overfits one synthetic patch with the full Eq. 1 criterion (paper Sec. 3, implementation details).
 
 A liver-like ellipsoid with two lesions of distinct intensities (HCC bright, cyst dark); Adam lr 2e-3, stage 2
 (all branches, patient + consistency on). The patch is 16 x 32 x 32 (not the preset's 96 x 96 in-plane; patient token grid (2, 2, 2) to fit it) to

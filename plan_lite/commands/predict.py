@@ -1,5 +1,5 @@
 """``plan-lite predict CHECKPOINT INPUT... --out DIR [--split test] [--keep-outside-liver]``
-(plan_reference.md Sec. 3.2, 4.8).
+(paper Sec. 2.6 inference and Sec. 3; book page "Evaluation").
 
 INPUT is one image file per phase (order = the model's ``cfg.data.phases``) or one MSD dataset folder.
 Writes ``{case}.nii.gz`` (input affine and shape), ``{case}_lesions.json``, ``{case}_patient.json`` and

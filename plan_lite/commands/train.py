@@ -1,5 +1,5 @@
 """``plan-lite train DATASET --preset NAME [--variant V] [--set key=value ...] --out RUN [--max-steps N]
-[--max-minutes M] [--resume] [--device cpu|cuda]`` (plan_reference.md Sec. 4.7).
+[--max-minutes M] [--resume] [--device cpu|cuda]`` (paper Sec. 3, implementation details).
 
 Multi-GPU / multi-node with torchrun (DDP; rank 0 logs and checkpoints)::
 

@@ -1,4 +1,4 @@
-"""Dataset splits and the in-memory cache of preprocessed training cases (plan_reference.md Sec. 4.7).
+"""Dataset splits and the in-memory cache of preprocessed training cases (paper Sec. 3).
 
 The train split (``cases.csv``; every case when there is no ``cases.csv``) is preprocessed once with
 ``plan_lite.data.preprocess.Preprocessor`` (intensity statistics fitted on the train split only) and kept in memory
@@ -57,7 +57,7 @@ class _Subset:
 def make_preprocessor(cfg, stats=None):
     """The ``Preprocessor`` of a config. ``crop=False``: training and single-pass inference see whole volumes.
 
-    The official sampler centres patches on lesion or liver voxels (plan_reference.md Sec. 4.7), and prediction
+    The official sampler centres patches on lesion or liver voxels (book page "Paper vs code"), and prediction
     slides over the whole volume (Sec. 3.2); training on liver crops padded with zeros would show the network a
     context it never meets at inference. The liver crop (``cfg.data.liver_crop_margin_mm``) is used by two-pass
     prediction (``Predictor(two_pass=True)``), around the first pass's liver.

@@ -1,6 +1,6 @@
 """Prediction: sliding window, lesion instances, patient scores, outputs in the input's grid (Sec. 3.2, 4.8).
 
-Per case (plan_reference.md):
+Per case (paper Sec. 2.6; book page "Paper vs code"):
 
 1. Preprocess with the checkpoint's ``Preprocessor`` statistics (orientation, spacing, normalisation; liver crop
    only when a liver mask is known: ``two_pass=True`` predicts once, then again on the crop around the predicted
@@ -110,14 +110,6 @@ class Predictor:
         return {**self.source, "stage": self.stage, "semantic": self.semantic,
                 "lesion_decision": self.lesion_decision, "overlap": self.overlap, "two_pass": self.two_pass,
                 "keep_outside_liver": self.max_dist is None, "min_volume_mm3": self.min_volume_mm3}
-
-    def describe(self) -> str:
-        """One line for logs: checkpoint step and stage, semantic source and lesion decision."""
-        src = self.source
-        where = f"{src['checkpoint']} (step {src['step']}, stage {src['checkpoint_stage']})" if src["checkpoint"] \
-            else "in-memory model"
-        return (f"{where}; inference: stage {self.stage}, semantic={self.semantic}, "
-                f"lesion_decision={self.lesion_decision}, overlap={self.overlap:g}")
 
     # ------------------------------------------------------------------------------------------ network
     def _window(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Training loop: two-stage schedule, RAdam + poly LR, AMP on CUDA, exact resume, DDP (plan_reference.md Sec. 4.7).
+"""Training loop: two-stage schedule, RAdam + poly LR, AMP on CUDA, exact resume, DDP (paper Sec. 3).
 
 * Stage 1 trains the pixel branch alone (``model(x, stage=1)``, ``criterion(stage=1)``) for
   ``stage1_epochs * iters_per_epoch`` steps; stage 2 trains everything for ``stage2_epochs * iters_per_epoch``

@@ -163,6 +163,25 @@ def _scores(cases, extra_cases, pred_dir: Path, volumes: dict, score_source: str
     return scores
 
 
+def marked_liver_fraction(gt_dir, pred_dir, cases=None) -> float:
+    """Chance level of lesion recall: predicted lesion voxels / ground-truth liver voxels (liver + lesions).
+
+    A predictor that marks as many voxels at random positions in the liver hits a lesion (Dice > 0.2) with
+    probability at most this fraction. ``cases``: the case ids to pool (default: every prediction in ``pred_dir``).
+    """
+    from plan_lite.data.io import read_image
+    from plan_lite.labels import LESION_LABELS, LIVER_LABEL
+
+    gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    liver = marked = 0
+    for case in cases if cases is not None else _case_ids(pred_dir):
+        gt = read_image(_label_dir(gt_dir) / f"{case}{SUFFIX}")[0]
+        pred = read_image(pred_dir / f"{case}{SUFFIX}")[0]
+        liver += int((gt == LIVER_LABEL).sum() + np.isin(gt, LESION_LABELS).sum())
+        marked += int(np.isin(pred, LESION_LABELS).sum())
+    return marked / max(liver, 1)
+
+
 def flatten_metrics(m: dict, prefix: str = "") -> dict:
     """Dotted keys (``pixel.dice``, ``lesion.recall_by_radius.[3,5).recall``, ...); skips ``per_case`` and ``_*``."""
     flat = {}
