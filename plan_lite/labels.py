@@ -57,6 +57,20 @@ PHASES: tuple[str, ...] = ("nc", "la", "pv")
 PHASE_NAMES: dict[str, str] = {"nc": "non-contrast", "la": "late arterial", "pv": "portal venous"}
 
 
+def lesion_branch_labels(stuff_targets: bool) -> tuple[int, ...]:
+    """Label ids of the lesion branch's classes, in the order of its class logits (no-object is the extra last one).
+
+    With stuff targets (official code) the decoder classifies all 15 labels; without them it is the paper's
+    C + 1 head: the 8 lesion types (labels 7..14) + no-object.
+    """
+    return tuple(range(NUM_CLASSES)) if stuff_targets else tuple(LESION_LABELS)
+
+
+def lesion_class_ids(labels, num_classes: int):
+    """Label ids (tensor) -> lesion-branch class ids for a head of ``num_classes`` (+ no-object) classes."""
+    return labels - min(LESION_LABELS) if num_classes == NUM_LESION_TYPES else labels
+
+
 def patient_output_names(groups: str = "paper") -> list[str]:
     """Names of the C + 3 patient outputs, in order, for ``patient_groups`` ``paper`` or ``code``."""
     return [name for name, _ in PATIENT_GROUPS[groups]]

@@ -26,7 +26,19 @@ def test_paper_numbers():
 
 def test_official_diff_lists_code_differences():
     keys = {k for k, _, _ in config_diff(get_preset("paper"), get_preset("official"))}
-    assert {"model.num_queries", "loss.fes_fg_points", "loss.fes_fg_on_stuff", "model.patient_groups"} <= keys
+    assert {"model.num_queries", "loss.fes_fg_points", "loss.fes_fg_on_stuff", "model.patient_groups",
+            "infer.lesion_output"} <= keys
+
+
+def test_size_thresholds_are_volumes():
+    """Size thresholds are mm^3: at the paper's 0.7 x 0.7 x 5 mm they are the code's voxel counts (100 and 10),
+    at the CPU recipe's 5 x 4 x 4 mm the same volumes are a few voxels."""
+    paper = get_preset("paper")
+    assert paper.voxels(paper.loss.patient_size_threshold_mm3) == pytest.approx(100)
+    assert paper.voxels(paper.model.anchor_min_volume_mm3) == pytest.approx(10)
+    assert paper.voxels(paper.data.min_lesion_volume_mm3) == pytest.approx(10)
+    coarse = get_preset("tiny", spacing=(5.0, 4.0, 4.0))
+    assert coarse.voxels(coarse.loss.patient_size_threshold_mm3) == pytest.approx(245 / 80)
 
 
 def test_overrides_flat_and_dotted():
@@ -35,7 +47,9 @@ def test_overrides_flat_and_dotted():
     assert get_preset("tiny").model.num_queries == 8  # presets are not mutated
 
 
-@pytest.mark.parametrize("bad", [{"no_such_option": 1}, {"fes": "maybe"}, {"patient_groups": "x"}])
+@pytest.mark.parametrize("bad", [{"no_such_option": 1}, {"fes": "maybe"}, {"patient_groups": "x"},
+                                 {"lesion_output": "panoptic"}, {"stage2_optimizer": "adam"}, {"semantic": "both"},
+                                 {"stage2_warmup": 1.5}, {"overlap": 1.0}])
 def test_bad_overrides_raise(bad):
     with pytest.raises(PlanLiteError):
         get_preset("tiny", **bad)

@@ -47,10 +47,28 @@ def test_schedule_split_and_poly_lr():
     assert s.lr_at(5) == pytest.approx(cfg.train.lr * 0.5 ** 0.9)
     po = Schedule.from_config(get_preset("tiny", pixel_only=True), max_steps=30)
     assert (po.stage1, po.stage2) == (30, 0) and po.stage(29) == 1
+    w = Schedule.from_config(get_preset("tiny", stage2_warmup=0.25), max_steps=30)  # 5 warm-up steps of 20
+    assert w.warmup2 == 5 and w.lr_at(9) == pytest.approx(s.lr_at(9))
+    assert w.lr_at(10) == pytest.approx(cfg.train.lr / 5) and w.lr_at(14) == pytest.approx(s.lr_at(14))
+
+
+@pytest.mark.parametrize("mode", ["fresh", "continue"])
+def test_stage_two_starts_a_fresh_optimizer(small_ds, tmp_path, mode):
+    """The official stage 2 is a new run on the stage-1 weights: its RAdam moments start at zero (``fresh``);
+    ``continue`` keeps the stage-1 state. The backbone group runs at ``stage2_backbone_lr_scale`` x the LR."""
+    cfg = tiny_cfg(stage1_epochs=8, stage2_epochs=4, patient_start_epoch=0, stage2_optimizer=mode,
+                   stage2_backbone_lr_scale=0.1)
+    train(small_ds, cfg, tmp_path, max_steps=6, progress=False, validate=False)  # stage 1 = 4 steps, stage 2 = 2
+    opt = load_checkpoint(tmp_path / "last.pt")["optimizer"]
+    steps = {float(st["step"]) for st in opt["state"].values()}
+    assert steps == ({2.0} if mode == "fresh" else {2.0, 6.0})  # heads only train in stage 2 (2 steps)
+    groups = {g["name"]: g["lr"] for g in opt["param_groups"]}
+    assert groups["backbone"] == pytest.approx(0.1 * groups["heads"])
 
 
 def test_patient_targets_soft_labels():
-    cfg = get_preset("tiny")
+    """Soft labels min(1, volume / 245 mm^3): the same lesion volume gives the same label at every spacing."""
+    cfg = get_preset("tiny", spacing=(5.0, 0.7, 0.7))  # 2.45 mm^3 voxels: the threshold is the code's 100 voxels
     lab = np.zeros((2, 4, 8, 8), np.int64)
     lab[0, 0, :5, :10 // 2] = 9  # 25 voxels of metastasis
     lab[1, :, :, :] = IGNORE_LABEL
@@ -58,6 +76,8 @@ def test_patient_targets_soft_labels():
     assert t.shape == (2, 11)
     assert t[0, 0] == pytest.approx(0.25) and t[0, 2] == pytest.approx(0.25) and t[0, 1] == 0  # any, malignant
     assert not t[1].any()
+    coarse = patient_targets(lab, get_preset("tiny", spacing=(5.0, 1.4, 1.4)))  # 4x the voxel volume
+    assert coarse[0, 0] == pytest.approx(1.0)
 
 
 # ----------------------------------------------------------------------------------------------- sampler

@@ -136,7 +136,7 @@ def _crafted_label_map():
     lab[1:7, 4:28, 4:28] = 1
     lab[2:5, 6:10, 6:10] = 7
     lab[4:6, 18:21, 18:21] = 9
-    lab[2, 22:27, 10] = 8  # 5 voxels <= anchor_min_voxels (10): no anchor
+    lab[2, 22:27, 10] = 8  # 5 voxels: 12.25 mm^3 at the paper's 2.45 mm^3 voxels <= 24.5 mm^3: no anchor
     return lab
 
 
@@ -145,7 +145,8 @@ def test_compute_anchors_ground_truth_like_prediction():
     lab = _crafted_label_map()
     logits = 20.0 * torch.nn.functional.one_hot(lab, NUM_CLASSES).permute(3, 0, 1, 2)[None].float()
     emb = torch.randn(1, 32, *lab.shape)
-    anchors = compute_anchors(logits, emb, tiny())
+    paper_voxels = (5.0, 0.7, 0.7)  # 2.45 mm^3: the size threshold is the code's 10 voxels
+    anchors = compute_anchors(logits, emb, tiny(spacing=paper_voxels))
     kinds, labels, masks, vecs = anchors.kinds[0], anchors.labels[0], anchors.masks[0], anchors.vectors[0]
     assert anchors.counts() == [4]
     assert kinds.tolist() == [1, 1, 2, 2] and labels.tolist() == [0, 1, -1, -1]
@@ -153,6 +154,9 @@ def test_compute_anchors_ground_truth_like_prediction():
     for i, region in enumerate(expected):
         assert torch.equal(masks[i], region)
         torch.testing.assert_close(vecs[i], emb[0][:, region].mean(1), rtol=1e-5, atol=1e-5)
+    # the threshold is a volume: at 5 x 4 x 4 mm (80 mm^3 a voxel) the 5-voxel lesion (400 mm^3) gets an anchor
+    coarse = compute_anchors(logits, emb, tiny(spacing=(5.0, 4.0, 4.0)))
+    assert coarse.counts() == [5] and torch.equal(coarse.masks[0][4], lab == 8)
     # no stuff anchors without lesion_stuff_targets; the cap keeps the largest lesion
     a = compute_anchors(logits, emb, tiny(lesion_stuff_targets=False, anchor_max_lesions=1))
     assert a.counts() == [1] and torch.equal(a.masks[0][0], lab == 7)
@@ -298,3 +302,83 @@ def test_decide_labels_merged_vs_argmax():
     assert decide_labels(torch.from_numpy(p), "merged").ravel().tolist() == [7, 1, 2]
     with pytest.raises(ValueError, match="lesion_decision"):
         decide_labels(p, "vote")
+
+
+def _crafted_queries(head: int = 16):
+    """Three queries over a (1, 1, 10) line of voxels, mask features = identity (mask logit = embedding value).
+
+    q0: a confident HCC (label 7) covering voxels 0-3; q1: a confident cyst (label 13) covering voxels 3-6, with
+    a higher mask probability at voxel 3; q2: a mask at voxels 7-9 but most probably no-object. ``head``: 16
+    classes (15 + no-object) or 9 (C + 1).
+    """
+    n = 10
+    feats = torch.eye(n)[None].reshape(1, n, 1, 1, n)  # channel i = indicator of voxel i
+    emb = torch.full((1, 3, n), -6.0)
+    emb[0, 0, 0:4] = 4.0
+    emb[0, 1, 3:7] = 4.0
+    emb[0, 1, 3] = 6.0
+    emb[0, 2, 7:10] = 4.0
+    first = 7 if head == 16 else 0
+    logits = torch.full((1, 3, head), -5.0)
+    logits[0, 0, first + 0] = 5.0  # hcc
+    logits[0, 1, first + 6] = 5.0  # cyst (label 13)
+    logits[0, 2, -1] = 5.0  # no-object
+    logits[0, 2, first + 2] = 3.0
+    return {"pred_logits": logits, "pred_mask_embed": emb, "mask_features": feats,
+            "query_padding_mask": torch.zeros(1, 3, dtype=torch.bool),
+            "pixel_logits": torch.zeros(1, 15, 1, 1, n)}
+
+
+@pytest.mark.parametrize("head", [16, 9])
+def test_instance_inference_paints_kept_queries_by_score(head):
+    """Mask2Former instance inference: a score per query (lesion probability x mask quality), queries kept
+    above the threshold and only when a lesion beats every other class, voxels painted by score x mask."""
+    from plan_lite.model.inference import INSTANCE_CHANNELS, instance_inference, instance_labels
+
+    out = _crafted_queries(head)
+    painted = instance_inference(out, score_threshold=0.5)[0, :, 0, 0]  # (10, n)
+    assert painted.shape == (INSTANCE_CHANNELS, 10)
+    cover, score, types = painted[-1], painted[-2], painted[:8]
+    assert cover.tolist() == [1.0] * 7 + [0.0] * 3  # q2 (no-object wins) paints nothing
+    assert types[:, :3].argmax(0).tolist() == [0, 0, 0] and types[:, 4:7].argmax(0).tolist() == [6, 6, 6]
+    assert types[:, 3].argmax().item() == 6  # overlap at voxel 3: q1's larger mask probability wins
+    q0 = torch.softmax(out["pred_logits"][0, 0], -1)[(7 if head == 16 else 0):][:8].sum()
+    assert score[0].item() == pytest.approx(q0.item() * torch.sigmoid(torch.tensor(4.0)).item(), rel=1e-4)
+    assert (instance_inference(out, score_threshold=0.99)[0, -1] == 0).all()  # nothing passes a high threshold
+    stuff = torch.zeros(15, 1, 1, 10)
+    stuff[1] = 1.0  # liver everywhere else
+    label, sc, tp = instance_labels(stuff, painted[:, None, None])
+    assert label[0, 0].tolist() == [7, 7, 7, 13, 13, 13, 13, 1, 1, 1]
+    assert sc[0, 0, 7:].tolist() == [0.0, 0.0, 0.0] and sc[0, 0, 0] > 0.9
+    # stitched coverage below one half (most windows did not paint the voxel) is not a lesion
+    half = painted.clone() * 0.4
+    assert (instance_labels(stuff, half[:, None, None])[0] == 1).all()
+
+
+def test_c_plus_one_head_without_stuff_targets():
+    """``lesion_stuff_targets=False`` is the paper's C + 1 head: 9 class logits, lesion-only targets, a loss that
+    trains, and a label map whose background and organs come from the pixel branch."""
+    from plan_lite.losses import PlanCriterion
+
+    cfg = tiny(lesion_stuff_targets=False)
+    model = PLAN(cfg)
+    assert model.lesion.class_embed.out_features == 9
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, *SMALL)
+    labels = torch.zeros(1, *SMALL, dtype=torch.long)
+    labels[0, 2:6, 10:30, 10:30] = 1
+    labels[0, 3:5, 14:20, 14:20] = 9
+    out = model(x, stage=2)
+    assert out["pred_logits"].shape[-1] == 9
+    losses = PlanCriterion(cfg)(out, {"labels": labels}, stage=2)
+    assert torch.isfinite(losses["total"]) and losses["loss_class"] > 0
+    losses["total"].backward()
+    assert model.lesion.class_embed.weight.grad.abs().sum() > 0
+    probs = semantic_inference({k: v.detach() if torch.is_tensor(v) else v for k, v in out.items()})
+    assert probs.shape == (1, 15, *SMALL)
+    torch.testing.assert_close(probs.sum(1), torch.ones(1, *SMALL))
+    crafted = _crafted_queries(9)
+    crafted["pixel_logits"][0, 1] = 5.0  # the pixel branch says liver
+    p = semantic_inference(crafted)[0, :, 0, 0]
+    assert p[:, 8:].argmax(0).eq(1).all()  # voxels without a lesion query: the pixel branch's liver
+    assert p[:, 0].argmax().item() == 7  # q0's HCC

@@ -122,3 +122,29 @@ def test_predict_real_ct(realdata_dir, tmp_path):
     out = predict(ckpt, [ct], tmp_path / "out", progress=False, overlap=0.25)
     lab, _, aff = read_image(out / "example_ct_sm.nii.gz")
     assert lab.shape == img.shape and np.allclose(aff, affine, atol=1e-4)
+
+
+def test_predict_uses_the_checkpoints_inference_settings(odd_case, tmp_path):
+    """Inference settings live in the checkpoint's config (``cfg.infer``): ``predict`` without flags uses them and
+    records them in prediction.json; an explicit argument overrides one; instance and semantic outputs differ
+    in how the lesion voxels are chosen, not in the geometry."""
+    d, paths, _ = odd_case
+    img, lab = make_case(0, shape=(10, 30, 26), n_channels=3, group="tumor")
+    case = Case(img.astype(np.float32), lab, (3.0, 2.3, 1.7), ODD_AFFINE, "odd")
+    sem = make_checkpoint(tmp_path / "sem.pt", cases=[case], lesion_output="semantic", lesion_decision="merged",
+                          overlap=0.25)
+    out = predict(sem, paths, tmp_path / "a", progress=False)
+    used = json.loads((out / "prediction.json").read_text())
+    assert used["lesion_output"] == "semantic" and used["lesion_decision"] == "merged" and used["overlap"] == 0.25
+    inst = make_checkpoint(tmp_path / "inst.pt", cases=[case], score_threshold=0.0)
+    out = predict(inst, paths, tmp_path / "b", progress=False)
+    used = json.loads((out / "prediction.json").read_text())
+    assert used["lesion_output"] == "instance" and used["score_threshold"] == 0.0 and used["overlap"] == 0.5
+    out = predict(inst, paths, tmp_path / "c", progress=False, lesion_output="semantic", score_threshold=0.7)
+    used = json.loads((out / "prediction.json").read_text())
+    assert used["lesion_output"] == "semantic" and used["score_threshold"] == 0.7
+    src_shape = read_image(paths[0])[0].shape
+    for sub in ("a", "b", "c"):
+        assert read_image(tmp_path / sub / "odd_nc.nii.gz")[0].shape == src_shape
+    with pytest.raises(PlanLiteError, match="lesion_output"):
+        Predictor(inst, lesion_output="panoptic")

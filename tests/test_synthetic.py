@@ -205,3 +205,22 @@ def test_cli_creates_layout_and_refuses_non_empty(tmp_path):
     assert (out / "cases.csv").read_text() == before
     r = _cli(str(out), "--cases", "1", "--overwrite", "--phases", "nc", "--shape", "16", "64", "64", "--no-progress")
     assert r.returncode == 0 and len((out / "cases.csv").read_text().splitlines()) == 2
+
+
+def test_noise_scales_with_voxel_volume():
+    """The noise SD is specified at 0.7 x 0.7 x 5 mm and falls as 1 / sqrt(voxel volume): the SD in air of the
+    same subject at 5 x 4 x 4 mm is about 0.175 x its SD at 5 x 0.7 x 0.7 mm (white noise averaged)."""
+    from plan_lite.data.synthetic import noise_sd_factor
+
+    assert noise_sd_factor((5.0, 0.7, 0.7)) == pytest.approx(1.0)
+    assert noise_sd_factor((5.0, 4.0, 4.0)) == pytest.approx((0.49 / 16) ** 0.5)
+    fine = generate_case(3, spacing=(5.0, 0.7, 0.7), shape=(4, 640, 640), phases=("nc",), group="normal")
+    coarse = generate_case(3, spacing=(5.0, 4.0, 4.0), shape=(4, 112, 112), phases=("nc",), group="normal")
+
+    def air_sd(case):  # robust SD (1.4826 x MAD) of air: partial-volume voxels at the skin are outliers
+        im = case.images["nc"].astype(float)
+        air = im[(case.label == 0) & (im < -900)]
+        return 1.4826 * np.median(np.abs(air - np.median(air)))
+
+    ratio = air_sd(coarse) / air_sd(fine)
+    assert 0.1 < ratio < 0.3, ratio

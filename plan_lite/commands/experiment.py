@@ -20,10 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override for all")
     p.add_argument("--device", choices=("cpu", "cuda"))
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--semantic", choices=("lesion", "pixel", "fused"), default="lesion",
-                   help="probabilities used at prediction (see plan-lite predict) [lesion]")
-    p.add_argument("--lesion-decision", choices=("argmax", "merged"), default="argmax",
-                   help="label rule at prediction (see plan-lite predict) [argmax]")
+    p.add_argument("--semantic", choices=("lesion", "pixel", "fused"),
+                   help="probabilities used at prediction (see plan-lite predict; default: the config's infer)")
+    p.add_argument("--lesion-decision", choices=("argmax", "merged"),
+                   help="label rule at prediction (see plan-lite predict; default: the config's infer)")
     p.add_argument("--no-validate", action="store_true", help="skip validation during training (faster on CPU)")
 
 

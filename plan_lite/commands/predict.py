@@ -20,12 +20,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "chooses the patient threshold on val)")
     p.add_argument("--keep-outside-liver", action="store_true",
                    help="keep lesions whose centroid is > 3 mm from the predicted liver")
-    p.add_argument("--overlap", type=float, default=0.5, help="sliding-window overlap [0.5]")
     p.add_argument("--two-pass", action="store_true", help="second pass on the crop around the predicted liver")
-    p.add_argument("--semantic", choices=("lesion", "pixel", "fused"), default="lesion",
-                   help="class probabilities from the lesion branch (paper) [lesion], the pixel branch, or their mean")
-    p.add_argument("--lesion-decision", choices=("argmax", "merged"), default="argmax",
-                   help="argmax of 15 classes [argmax], or lesion where the summed lesion probability wins")
+    g = p.add_argument_group("inference (default: the checkpoint's infer settings, those training validated with)")
+    g.add_argument("--lesion-output", choices=("instance", "semantic"),
+                   help="lesions from Mask2Former instance inference, or from the semantic merge of all queries")
+    g.add_argument("--score-threshold", type=float, help="instance output: keep queries whose score exceeds this")
+    g.add_argument("--semantic", choices=("lesion", "pixel", "fused"),
+                   help="class probabilities from the lesion branch (paper), the pixel branch, or their mean")
+    g.add_argument("--lesion-decision", choices=("argmax", "merged"),
+                   help="semantic output: argmax of 15 classes, or lesion where the summed lesion probability wins")
+    g.add_argument("--overlap", type=float, help="sliding-window overlap")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -35,10 +39,13 @@ def run(args: argparse.Namespace) -> int:
 
     out = predict(args.checkpoint, args.inputs, args.out, progress=not args.no_progress, split=None if args.split is None else tuple(args.split),
                   keep_outside_liver=args.keep_outside_liver, device=args.device, overlap=args.overlap,
-                  two_pass=args.two_pass, semantic=args.semantic, lesion_decision=args.lesion_decision)
+                  two_pass=args.two_pass, semantic=args.semantic, lesion_decision=args.lesion_decision,
+                  lesion_output=args.lesion_output, score_threshold=args.score_threshold)
     import json
 
     used = json.loads((out / "prediction.json").read_text())
+    how = (f"lesion_output=instance, score_threshold={used['score_threshold']}" if used["lesion_output"] == "instance"
+           else f"lesion_output=semantic, lesion_decision={used['lesion_decision']}")
     print(f"predictions: {out} (checkpoint step {used['step']}, stage {used['checkpoint_stage']}; inference: "
-          f"semantic={used['semantic']}, lesion_decision={used['lesion_decision']}; settings in prediction.json)")
+          f"{how}, semantic={used['semantic']}; settings in prediction.json)")
     return 0

@@ -132,7 +132,8 @@ def generate_case(case_seed: int, spacing=(5.0, 2.5, 2.5), shape=(32, 160, 160),
 
     Teaching knobs (defaults 1.0 = the data card's realistic values): ``lesion_contrast`` multiplies every
     lesion's mean HU difference to the subject's liver in each phase; ``noise_scale`` multiplies the image noise
-    SD and the liver texture amplitude. ``lesion_contrast=2, noise_scale=0.5`` gives the "easy" cohort that a
+    SD and the liver texture amplitude. The noise SDs (8-14 HU, 18-30 HU for noisy hard cases) are specified at
+    0.7 x 0.7 x 5 mm and scaled to the grid by ``noise_sd_factor`` (the SD of averaged voxels). ``lesion_contrast=2, noise_scale=0.5`` gives the "easy" cohort that a
     ``tiny`` model learns in a few CPU minutes (lessons 5-7, the end-to-end test); the random draws are the same,
     so an easy case has the same anatomy and lesions as the realistic case of the same seed.
     """
@@ -237,7 +238,7 @@ def generate_case(case_seed: int, spacing=(5.0, 2.5, 2.5), shape=(32, 160, 160),
         # white SD is set so the blurred noise has the target SD (facts §5 recipe 1).
         offsets = [_psf_offset(img, r, pi) for r in rast]
         noise = noise_rng.standard_normal(grid.shape, dtype=np.float32)
-        img += noise * np.float32(noise_scale * noise_sd[p] / _NOISE_GAIN)
+        img += noise * np.float32(noise_scale * noise_sd[p] * noise_sd_factor(grid.spacing) / _NOISE_GAIN)
         img = ndimage.gaussian_filter(img, (0, _BLUR_SIGMA_PX, _BLUR_SIGMA_PX), truncate=_TRUNCATE)
         for r, off in zip(rast, offsets):
             img[r.sl][r.mask] += off
@@ -297,6 +298,20 @@ def _gain(sigma: float, truncate: float = _TRUNCATE) -> float:
 
 
 _NOISE_GAIN = _gain(_BLUR_SIGMA_PX)
+
+#: Voxel (z, y, x mm) at which the noise SDs are specified (the clinical 0.7 x 0.7 x 5 mm reconstruction).
+NOISE_REFERENCE_SPACING = (5.0, 0.7, 0.7)
+
+
+def noise_sd_factor(spacing) -> float:
+    """Noise SD at ``spacing`` relative to ``NOISE_REFERENCE_SPACING``: sqrt(reference voxel volume / voxel volume).
+
+    Averaging n independent voxels divides the SD by sqrt(n), so a CT volume resampled (by averaging) to larger
+    voxels is less noisy: at 5 x 4 x 4 mm the SD is 0.175 x that of 0.7 x 0.7 x 5 mm. Interpolating resamplers
+    that do not average keep more of the noise; ``noise_scale`` restores it.
+    """
+    ref = float(np.prod(NOISE_REFERENCE_SPACING))
+    return float(np.sqrt(ref / float(np.prod(spacing))))
 
 
 def _shift_inplane(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
@@ -414,5 +429,5 @@ def generate_dataset(out_dir, n_cases: int, seed: int = 0, spacing=(5.0, 2.5, 2.
 
 from plan_lite.data.synth_stats import dataset_statistics, match_lesions  # noqa: E402
 
-__all__ = ["SyntheticCase", "generate_case", "generate_dataset", "dataset_statistics", "match_lesions",
+__all__ = ["SyntheticCase", "noise_sd_factor", "NOISE_REFERENCE_SPACING", "generate_case", "generate_dataset", "dataset_statistics", "match_lesions",
            "expected_label_hu", "TISSUE_HU", "LABEL_TISSUE", "GENERATOR_VERSION"]

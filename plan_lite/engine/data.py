@@ -92,7 +92,7 @@ def load_train_cases(dataset_dir, cfg, stats=None, progress: bool = False) -> tu
             raise DatasetError(f"{dataset_dir}: training case {cid} has no label file")
         prep = pre(case)
         cases.append(make_train_case(cid, prep.image, prep.label, cfg.train.patch_size,
-                                     cfg.data.min_lesion_voxels, seed=cfg.train.seed + i))
+                                     cfg.voxels(cfg.data.min_lesion_volume_mm3), seed=cfg.train.seed + i))
     return cases, _stats_of(pre), val_ids
 
 

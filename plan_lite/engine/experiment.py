@@ -63,13 +63,13 @@ def ablation_markdown(rows: dict[str, dict], meta: dict) -> str:
 def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_VARIANTS,
                    max_steps: int | None = None, max_minutes: float | None = None, seed: int = 0,
                    overrides: dict | None = None, device: str | None = None, progress: bool = True,
-                   overlap: float = 0.5, validate: bool = True, semantic: str = "lesion",
-                   lesion_decision: str = "argmax") -> dict:
+                   overlap: float | None = None, validate: bool = True, semantic: str | None = None,
+                   lesion_decision: str | None = None) -> dict:
     """Train, predict and evaluate every variant; write ``ablation.json`` / ``ablation.md``; return the json.
 
     ``validate=False`` skips the periodic validation inside training (the test split is evaluated anyway); with
     short CPU budgets validation of an untrained model costs more than the training itself. ``semantic`` and
-    ``lesion_decision`` are passed to ``predict`` for every variant.
+    ``lesion_decision`` are passed to ``predict`` for every variant (None: each checkpoint's ``cfg.infer``).
     """
     from plan_lite.config import VARIANTS, get_preset
     from plan_lite.engine.infer import predict

@@ -6,15 +6,19 @@ Per case (paper Sec. 2.6; book page "Paper vs code"):
    only when a liver mask is known: ``two_pass=True`` predicts once, then again on the crop around the predicted
    liver).
 2. MONAI ``sliding_window_inference`` (roi = patch size, overlap 0.5, Gaussian weighting). The window function
-   returns the 15 semantic probabilities (``semantic_inference`` of the lesion branch, Sec. 2.6 / 4.8; softmax of
-   the pixel logits for ``pixel_only`` or a stage-1 checkpoint) **plus the 11 patient sigmoids broadcast as
-   constant channels** over the window, so the patient outputs are stitched like segmentation channels (Sec. 3.2).
-3. Labels by ``decide_labels`` (``lesion_decision``: ``"argmax"`` of the 15 classes, the default, or
-   ``"merged"``: lesion when the summed lesion probability beats every other class); lesion instances by ``plan_lite.model.inference.label_lesions`` (26-connected, drop < 25 mm^3, drop
-   centroids > 3 mm from the predicted liver unless ``keep_outside_liver``); voxels of dropped components get
-   their best non-lesion class.
+   returns the 15 semantic probabilities (``semantic_inference`` of the lesion branch, Sec. 2.6; softmax of the
+   pixel logits for ``pixel_only`` or a stage-1 checkpoint), with ``cfg.infer.lesion_output="instance"`` the
+   10 painted channels of Mask2Former's instance inference (``instance_inference``), **plus the 11 patient
+   sigmoids broadcast as constant channels** over the window, so the patient outputs are stitched like
+   segmentation channels (Sec. 3.2).
+3. Labels: instance output (default) = lesions where the stitched instance coverage > 0.5, typed by the painted
+   type probabilities, background and organs from the semantic map (``instance_labels``); semantic output =
+   ``decide_labels`` (``"argmax"`` of the 15 classes or ``"merged"``). Lesion instances by
+   ``plan_lite.model.inference.label_lesions`` (26-connected, drop < 25 mm^3, drop centroids > 3 mm from the
+   predicted liver unless ``keep_outside_liver``); voxels of dropped components get their best non-lesion class.
+   Every setting defaults to the checkpoint's ``cfg.infer`` (what training validated with); arguments override.
 4. Patient score = mean of the stitched patient channels over voxels whose argmax is a lesion class, 0 if none
-   (Sec. 3.2). Without a patient branch: ``min(1, lesion voxels of the group / 100)`` (the soft-label rule).
+   (Sec. 3.2). Without a patient branch: ``min(1, lesion volume of the group / 245 mm^3)`` (the soft-label rule).
 5. ``plan_lite.data.preprocess.invert`` maps labels (and the instance map) back to the input grid; the label NIfTI is written
    with **the input's affine and shape**; lesion geometry (volume, radius, centre in world mm via the affine,
    bounding box) is measured in that grid.
@@ -59,20 +63,12 @@ class Predictor:
     """``Predictor(checkpoint)`` or ``Predictor(model=..., cfg=..., stats=...)``; ``predict_case(case)``."""
 
     def __init__(self, checkpoint=None, *, model=None, cfg=None, stats=None, stage: int | None = None,
-                 device: str | torch.device | None = None, overlap: float = 0.5, sw_batch_size: int = 2,
-                 keep_outside_liver: bool = False, min_volume_mm3: float = 25.0,
-                 max_liver_distance_mm: float = 3.0, two_pass: bool = False, semantic: str = "lesion",
-                 lesion_decision: str = "argmax"):
+                 device: str | torch.device | None = None, overlap: float | None = None, sw_batch_size: int = 2,
+                 keep_outside_liver: bool = False, min_volume_mm3: float | None = None,
+                 max_liver_distance_mm: float | None = None, two_pass: bool = False, semantic: str | None = None,
+                 lesion_decision: str | None = None, lesion_output: str | None = None,
+                 score_threshold: float | None = None):
         from plan_lite.engine.data import make_preprocessor
-
-        if semantic not in SEMANTIC_SOURCES:
-            raise PlanLiteError(f"Predictor: semantic must be one of {', '.join(SEMANTIC_SOURCES)}, got {semantic!r}")
-        from plan_lite.model.inference import LESION_DECISIONS
-
-        if lesion_decision not in LESION_DECISIONS:
-            raise PlanLiteError(f"Predictor: lesion_decision must be one of {', '.join(LESION_DECISIONS)}, "
-                                f"got {lesion_decision!r}")
-        self.semantic, self.lesion_decision = semantic, lesion_decision
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if checkpoint is not None:
@@ -99,21 +95,40 @@ class Predictor:
         self.model, self.cfg, self.stats = model.to(self.device).eval(), cfg, stats
         self.stage = 2 if stage is None else int(stage)
         self.pre = make_preprocessor(cfg, stats)
-        self.overlap, self.sw_batch_size = overlap, sw_batch_size
-        self.max_dist = None if keep_outside_liver else max_liver_distance_mm
-        self.min_volume_mm3, self.two_pass = min_volume_mm3, two_pass
+        inf = cfg.infer
+
+        def pick(value, default):
+            return default if value is None else value
+
+        self.semantic = pick(semantic, inf.semantic)
+        self.lesion_decision = pick(lesion_decision, inf.lesion_decision)
+        self.lesion_output = pick(lesion_output, inf.lesion_output)
+        self.score_threshold = float(pick(score_threshold, inf.score_threshold))
+        for name, value, allowed in (("semantic", self.semantic, SEMANTIC_SOURCES),
+                                     ("lesion_decision", self.lesion_decision, ("argmax", "merged")),
+                                     ("lesion_output", self.lesion_output, ("instance", "semantic"))):
+            if value not in allowed:
+                raise PlanLiteError(f"Predictor: {name} must be one of {', '.join(allowed)}, got {value!r}")
+        self.overlap, self.sw_batch_size = float(pick(overlap, inf.overlap)), sw_batch_size
+        self.max_dist = None if keep_outside_liver else float(pick(max_liver_distance_mm, inf.max_liver_distance_mm))
+        self.min_volume_mm3 = float(pick(min_volume_mm3, inf.drop_lesions_below_mm3))
+        self.two_pass = two_pass
+        # instance output needs the lesion branch's queries (stage 2 of a model that has them)
+        self.instance = self.lesion_output == "instance" and cfg.model.use_lesion_branch and self.stage >= 2
         self.names = patient_output_names(cfg.model.patient_groups)
         self.has_patient = cfg.model.use_patient_branch and self.stage >= 2
 
     def settings(self) -> dict:
         """Where the weights come from (checkpoint, step, stage) and the inference settings used."""
-        return {**self.source, "stage": self.stage, "semantic": self.semantic,
-                "lesion_decision": self.lesion_decision, "overlap": self.overlap, "two_pass": self.two_pass,
+        return {**self.source, "stage": self.stage,
+                "lesion_output": "instance" if self.instance else "semantic", "semantic": self.semantic,
+                "lesion_decision": self.lesion_decision, "score_threshold": self.score_threshold,
+                "mask_threshold": self.cfg.infer.mask_threshold, "overlap": self.overlap, "two_pass": self.two_pass,
                 "keep_outside_liver": self.max_dist is None, "min_volume_mm3": self.min_volume_mm3}
 
     # ------------------------------------------------------------------------------------------ network
     def _window(self, x: torch.Tensor) -> torch.Tensor:
-        from plan_lite.model.inference import semantic_inference
+        from plan_lite.model.inference import instance_inference, semantic_inference
 
         out = self.model(x, stage=self.stage)
         if self.semantic == "pixel":
@@ -122,6 +137,9 @@ class Predictor:
             probs = 0.5 * (semantic_inference(out) + torch.softmax(out["pixel_logits"].float(), dim=1))
         else:
             probs = semantic_inference(out)
+        if self.instance:
+            painted = instance_inference(out, self.score_threshold, self.cfg.infer.mask_threshold)
+            probs = torch.cat([probs, painted], 1)
         if self.has_patient and "patient_logits" in out:
             pat = torch.sigmoid(out["patient_logits"].float())[:, :, None, None, None]
             probs = torch.cat([probs, pat.expand(-1, -1, *probs.shape[2:])], 1)
@@ -129,7 +147,8 @@ class Predictor:
 
     @torch.no_grad()
     def stitched(self, image: np.ndarray) -> torch.Tensor:
-        """(15 [+ 11], D, H, W) Gaussian-stitched probabilities of a preprocessed (C, D, H, W) image."""
+        """(15 [+ 10] [+ 11], D, H, W) Gaussian-stitched semantic probabilities [, painted instances]
+        [, patient channels] of a preprocessed (C, D, H, W) image."""
         from monai.inferers import sliding_window_inference
 
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(self.device)
@@ -143,7 +162,7 @@ class Predictor:
     def predict_case(self, case) -> CasePrediction:
         """``case``: a ``plan_lite.data.io.Case`` (its label, if any, is not used)."""
         from plan_lite.data.preprocess import invert
-        from plan_lite.model.inference import decide_labels, label_lesions
+        from plan_lite.model.inference import INSTANCE_CHANNELS, decide_labels, instance_labels, label_lesions
 
         case.label = None
         prep = self.pre(case, crop=False)
@@ -154,20 +173,28 @@ class Predictor:
                 prep = self.pre(case, liver_mask=liver, crop=True)
                 out = self.stitched(prep.image)
         probs = out[:NUM_CLASSES]
-        label = decide_labels(probs, self.lesion_decision)
+        first_patient = NUM_CLASSES + (INSTANCE_CHANNELS if self.instance else 0)
+        scores = None
+        if self.instance:
+            label, scores, type_probs = instance_labels(probs, out[NUM_CLASSES:first_patient])
+            probs = probs.clone()
+            probs[min(LESION_LABELS):] = torch.from_numpy(type_probs)  # lesion records: the queries' types
+        else:
+            label = decide_labels(probs, self.lesion_decision)
         lesion_vox = np.isin(label, LESION_LABELS)
         records, inst = label_lesions(label, probs, prep.spacing, self.min_volume_mm3,
-                                      max_liver_distance_mm=self.max_dist)
+                                      max_liver_distance_mm=self.max_dist, scores=scores)
         dropped = lesion_vox & (inst == 0)
         if dropped.any():
-            label[dropped] = probs[: min(LESION_LABELS)].argmax(0).numpy()[dropped]
-        if out.shape[0] > NUM_CLASSES:
-            pat = out[NUM_CLASSES:]
+            label[dropped] = out[: min(LESION_LABELS)].argmax(0).numpy()[dropped]
+            lesion_vox = lesion_vox & ~dropped
+        if out.shape[0] > first_patient:
+            pat = out[first_patient:]
             mask = torch.from_numpy(lesion_vox)
             scores = pat[:, mask].mean(1).tolist() if mask.any() else [0.0] * pat.shape[0]
         else:
             counts = np.bincount(label.ravel(), minlength=NUM_CLASSES)
-            thr = self.cfg.loss.patient_size_threshold
+            thr = self.cfg.voxels(self.cfg.loss.patient_size_threshold_mm3)
             scores = [min(1.0, float(sum(counts[k] for k in labs)) / thr)
                       for _, labs in PATIENT_GROUPS[self.cfg.model.patient_groups]]
         full = invert(label, prep.meta).astype(np.uint8)
@@ -263,11 +290,14 @@ def write_patients_csv(preds: dict[str, dict[str, float]], names: list[str], pat
 
 
 def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
-            keep_outside_liver: bool = False, device: str | None = None, overlap: float = 0.5,
-            two_pass: bool = False, predictor: Predictor | None = None, semantic: str = "lesion",
-            lesion_decision: str = "argmax") -> Path:
+            keep_outside_liver: bool = False, device: str | None = None, overlap: float | None = None,
+            two_pass: bool = False, predictor: Predictor | None = None, semantic: str | None = None,
+            lesion_decision: str | None = None, lesion_output: str | None = None,
+            score_threshold: float | None = None) -> Path:
     """Predict every input case into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
+    Every inference setting left at None comes from the checkpoint's ``cfg.infer`` (the settings training
+    validated with). ``lesion_output``: ``"instance"`` (Mask2Former instance inference) or ``"semantic"``.
     ``semantic`` picks the per-voxel class probabilities (``SEMANTIC_SOURCES``): ``"lesion"`` (default, the
     paper's lesion-branch semantic map, Sec. 2.6), ``"pixel"`` (softmax of the pixel branch, the nnU-Net-like
     output that the anchors are built from) or ``"fused"`` (their mean). Short CPU trainings (``tiny``, a few
@@ -277,7 +307,8 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
     choose the patient threshold on ``val`` before it is applied to ``test``.
     """
     pred = predictor or Predictor(checkpoint, device=device, overlap=overlap, keep_outside_liver=keep_outside_liver,
-                                  two_pass=two_pass, semantic=semantic, lesion_decision=lesion_decision)
+                                  two_pass=two_pass, semantic=semantic, lesion_decision=lesion_decision,
+                                  lesion_output=lesion_output, score_threshold=score_threshold)
     loaders = resolve_inputs(inputs if isinstance(inputs, (list, tuple)) else [inputs], pred.cfg.data.phases, split)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

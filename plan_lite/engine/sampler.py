@@ -5,7 +5,7 @@ probability ``cfg.train.fg_oversample`` (0.33), centred on a random lesion voxel
 (so the probability holds in cohorts with normal and hard-negative subjects; nnU-Net picks the case first and
 falls back to a random voxel when it has no foreground, which lowers the rate); otherwise centred on a random
 liver voxel (half of the time) or on a uniformly random voxel (the other half: the whole-volume sliding window at
-inference also sees non-liver context). Lesion components smaller than ``cfg.data.min_lesion_voxels`` become the
+inference also sees non-liver context). Lesion components smaller than ``cfg.data.min_lesion_volume_mm3`` become the
 ignore label 100 (official code). Volumes smaller than the patch are padded as in nnU-Net (image 0 in normalised
 units, label 0).
 
@@ -36,7 +36,7 @@ class TrainCase:
     liver_coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), np.int64))
 
 
-def ignore_small_lesions(label: np.ndarray, min_voxels: int) -> np.ndarray:
+def ignore_small_lesions(label: np.ndarray, min_voxels: float) -> np.ndarray:
     """Set lesion components (26-connected, any lesion class) smaller than ``min_voxels`` to IGNORE_LABEL."""
     if min_voxels <= 1:
         return label
@@ -66,7 +66,7 @@ def pad_to_patch(image: np.ndarray, label: np.ndarray, patch: tuple[int, int, in
             np.pad(label, pads, constant_values=0))
 
 
-def make_train_case(case_id: str, image: np.ndarray, label: np.ndarray, patch, min_lesion_voxels: int,
+def make_train_case(case_id: str, image: np.ndarray, label: np.ndarray, patch, min_lesion_voxels: float,
                     seed: int = 0) -> TrainCase:
     """Relabel small lesions as ignore, pad and index the candidate centre voxels."""
     label = ignore_small_lesions(np.asarray(label, dtype=np.uint8), min_lesion_voxels)

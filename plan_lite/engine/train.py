@@ -8,6 +8,11 @@
 * Optimiser: RAdam (lr, weight decay 1e-4), gradient-norm clip 12. **Poly LR** ``lr * (1 - t / T) ** 0.9`` is
   stepped **per iteration** (not per epoch as the official code: equal for long runs, smoother for short ones) and
   restarts at the stage switch, because the official stages are two runs with their own poly schedule.
+* Stage switch (``cfg.train.stage2_*``): the official stage 2 is a new run that loads the stage-1 weights, so by
+  default stage 2 starts a **fresh RAdam** (``stage2_optimizer="fresh"``; ``"continue"`` keeps the stage-1
+  moments). Optional: a linear warm-up over the first ``stage2_warmup`` fraction of stage 2, and a lower LR for
+  the backbone and pixel branch (``stage2_backbone_lr_scale``), which protect the trained pixel branch from the
+  large early gradients of the new lesion terms.
 * AMP only on CUDA: bf16 where supported, else fp16 with a GradScaler.
 * Exact resume: every random draw comes from the checkpointed generators (sampler, augmentation, python, numpy,
   torch CPU/CUDA); a CPU run stopped at step k and resumed gives bit-identical weights.
@@ -56,6 +61,7 @@ class Schedule:
     patient_start: int  # absolute step from which patient + consistency terms are on
     lr: float
     power: float = 0.9
+    warmup2: int = 0  # linear warm-up steps at the start of stage 2
 
     @property
     def total(self) -> int:
@@ -77,7 +83,8 @@ class Schedule:
             new2 = max_steps - new1
             p = round(p * new2 / s2) if s2 else 0
             s1, s2 = new1, new2
-        return cls(stage1=s1, stage2=s2, patient_start=s1 + p, lr=t.lr, power=t.poly_power)
+        return cls(stage1=s1, stage2=s2, patient_start=s1 + p, lr=t.lr, power=t.poly_power,
+                   warmup2=round(t.stage2_warmup * s2))
 
     def stage(self, step: int) -> int:
         return 1 if step < self.stage1 else 2
@@ -86,18 +93,21 @@ class Schedule:
         return step >= self.patient_start
 
     def lr_at(self, step: int) -> float:
-        """Poly LR within the current stage: ``lr * (1 - t / T) ** power``."""
+        """Poly LR within the current stage: ``lr * (1 - t / T) ** power`` (x ``(t + 1) / warmup2`` while warming up)."""
         start, length = (0, self.stage1) if step < self.stage1 else (self.stage1, self.stage2)
-        return self.lr * (1.0 - (step - start) / max(1, length)) ** self.power
+        lr = self.lr * (1.0 - (step - start) / max(1, length)) ** self.power
+        if step >= self.stage1 and self.warmup2:
+            lr *= min(1.0, (step - start + 1) / self.warmup2)
+        return lr
 
     def state_dict(self) -> dict:
         return {"stage1": self.stage1, "stage2": self.stage2, "patient_start": self.patient_start, "lr": self.lr,
-                "power": self.power}
+                "power": self.power, "warmup2": self.warmup2}
 
 
 def patient_targets(labels: np.ndarray, cfg: PlanConfig) -> np.ndarray:
-    """(B, 11) soft patient labels ``min(1, voxels / 100)`` per group from the patch labels (Sec. 3.2)."""
-    thr = cfg.loss.patient_size_threshold if cfg.loss.patient_soft_labels else None
+    """(B, 11) soft patient labels ``min(1, volume / patient_size_threshold_mm3)`` per group (Sec. 3.2)."""
+    thr = cfg.voxels(cfg.loss.patient_size_threshold_mm3) if cfg.loss.patient_soft_labels else None
     rows = []
     for lab in labels:
         counts = np.bincount(lab[lab != IGNORE_LABEL].ravel(), minlength=15)
@@ -113,9 +123,25 @@ def _amp_dtype(device: torch.device, cfg: PlanConfig):
 
 
 def build_optimizer(model: torch.nn.Module, cfg: PlanConfig) -> torch.optim.Optimizer:
+    """RAdam with two parameter groups: ``"backbone"`` (encoder + FPN + pixel branch) and ``"heads"`` (the rest),
+    so that stage 2 can give the backbone its own LR (``stage2_backbone_lr_scale``)."""
     if cfg.train.optimizer.lower() != "radam":
         raise PlanLiteError(f"train: optimizer {cfg.train.optimizer!r} not supported (radam)")
-    return torch.optim.RAdam(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    base = unwrap(model)
+    backbone = [p for part in (base.backbone, base.pixel) for p in part.parameters()]
+    ids = {id(p) for p in backbone}
+    heads = [p for p in base.parameters() if id(p) not in ids]
+    groups = [{"params": backbone, "name": "backbone"}]
+    if heads:
+        groups.append({"params": heads, "name": "heads"})
+    return torch.optim.RAdam(groups, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float, stage: int, cfg: PlanConfig) -> None:
+    """Set the LR of every group (the backbone group scaled by ``stage2_backbone_lr_scale`` in stage 2)."""
+    for g in optimizer.param_groups:
+        scale = cfg.train.stage2_backbone_lr_scale if stage == 2 and g.get("name") == "backbone" else 1.0
+        g["lr"] = lr * scale
 
 
 def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, max_minutes: float | None = None,
@@ -187,9 +213,10 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
         try:
             while step < sched.total:
                 stage, active = sched.stage(step), sched.patient_active(step)
+                if step == sched.stage1 and stage == 2 and cfg.train.stage2_optimizer == "fresh":
+                    optimizer = build_optimizer(model, cfg)  # stage 2 = a new run on the stage-1 weights
                 lr = sched.lr_at(step)
-                for g in optimizer.param_groups:
-                    g["lr"] = lr
+                set_learning_rate(optimizer, lr, stage, cfg)
                 images, labels = sampler.sample()
                 x = torch.from_numpy(images).to(info.device)
                 targets = {"labels": torch.from_numpy(labels).to(info.device),
@@ -305,4 +332,4 @@ def _progress(enabled: bool, total: int, initial: int):
     return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
 
 
-__all__ = ["train", "Schedule", "patient_targets", "build_optimizer"]
+__all__ = ["train", "Schedule", "patient_targets", "build_optimizer", "set_learning_rate"]

@@ -9,8 +9,8 @@ L = 2 (CE_pix + Dice_pix) + sum over prediction sets (2 CE_cls + 5 BCE_pts + 5 D
   ``no_object_weight``, PyTorch's weighted mean); point BCE and Dice (+1 smoothing) over matched pairs, summed and
   divided by num_masks = targets in the batch, clamped >= 1 (D1). Points per pair: Sec. 2.2 FES (lesion
   targets; off for ``mask2former``) + importance + uniform (``point_sampling``), logits from the D6 rewrite.
-* Patient branch: BCE-with-logits vs ``targets["patient"]`` or soft volume labels min(1, voxels / 100) of the
-  patch (Sec. 3.2).
+* Patient branch: BCE-with-logits vs ``targets["patient"]`` or the soft volume labels of the patch,
+  ``min(1, volume / patient_size_threshold_mm3)`` (Sec. 3.2; 245 mm^3 = the code's 100 voxels of 2.45 mm^3).
 * Consistency (Sec. 4.6): 0.1 x 1/2 x sum[(det - sg(cls))^2 + (sg(det) - cls)^2], det = max over non-padded
   queries of the final set's 16-way softmax at lesion classes 7..14, cls = sigmoid(patient)[:, 3:11].
 
@@ -26,13 +26,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plan_lite.errors import PlanLiteError
-from plan_lite.labels import IGNORE_LABEL, NUM_LESION_TYPES, patient_labels_from_label_counts
+from plan_lite.labels import (
+    IGNORE_LABEL,
+    NUM_LESION_TYPES,
+    lesion_class_ids,
+    patient_labels_from_label_counts,
+)
 from plan_lite.losses.matcher import HungarianMatcher, point_mask_logits
 from plan_lite.losses.pixel_loss import PixelDiceCELoss
 from plan_lite.losses.point_sampling import point_sample, sample_points
 from plan_lite.losses.targets import build_targets
-
-FIRST_LESION_LABEL = 7
 
 
 def dice_loss_points(logits: Tensor, labels: Tensor) -> Tensor:
@@ -100,16 +103,11 @@ class PlanCriterion(nn.Module):
         tgt = torch.full((bsz, nq), n_cls, dtype=torch.long, device=logits.device)
         for b, (qi, ti) in enumerate(indices):
             if len(qi):
-                tgt[b, qi.to(logits.device)] = self._class_ids(targets[b]["labels"][ti.to(logits.device)], n_cls)
+                tgt[b, qi.to(logits.device)] = lesion_class_ids(targets[b]["labels"][ti.to(logits.device)], n_cls)
         weight = torch.ones(k1, device=logits.device)
         weight[-1] = self.lc.no_object_weight
         valid = torch.ones_like(tgt, dtype=torch.bool) if padding is None else ~padding
         return F.cross_entropy(logits[valid].float(), tgt[valid], weight)
-
-    @staticmethod
-    def _class_ids(labels: Tensor, n_cls: int) -> Tensor:
-        """Label ids -> lesion-branch class ids (identity for 15 + 1 classes; lesions 7..14 -> 0..7 for C + 1)."""
-        return labels - FIRST_LESION_LABEL if n_cls == NUM_LESION_TYPES else labels
 
     def mask_losses(self, pred: dict, mask_features: Tensor | None, indices, targets, num_masks: float,
                     keep_points: bool = False) -> tuple[Tensor, Tensor]:
@@ -193,7 +191,7 @@ class PlanCriterion(nn.Module):
                 plog = outputs["patient_logits"].float()
                 ptgt = targets.get("patient")
                 if ptgt is None:
-                    thr = lc.patient_size_threshold if lc.patient_soft_labels else None
+                    thr = self.cfg.voxels(lc.patient_size_threshold_mm3) if lc.patient_soft_labels else None
                     ptgt = soft_patient_labels(labels, self.cfg.model.patient_groups, thr)
                 losses["loss_patient"] = lc.w_patient * F.binary_cross_entropy_with_logits(
                     plog, ptgt.to(plog.device).float())

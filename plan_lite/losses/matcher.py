@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from plan_lite.labels import lesion_class_ids
 from plan_lite.losses.point_sampling import fes_points, point_sample
 
 
@@ -106,7 +107,7 @@ class HungarianMatcher(nn.Module):
         coords = coords[None]
         tgt = point_sample(masks.float().unsqueeze(0), coords)[0]  # (T, P)
         prob = logits.softmax(-1)
-        c_class = -prob[:, target["labels"]]
+        c_class = -prob[:, lesion_class_ids(target["labels"], prob.shape[-1] - 1)]
         c_mask = batch_bce_cost(out_mask, tgt)
         c_dice = batch_dice_cost(out_mask, tgt)
         return self.cost_mask * c_mask + self.cost_class * c_class + self.cost_dice * c_dice

@@ -5,7 +5,13 @@ recall by radius bin, majority lesion type; patient sensitivity/specificity at a
 documented in the submodules: ``lesion``, ``pixel``, ``patient``, ``evaluate``, ``report``.
 """
 
-from plan_lite.metrics.evaluate import evaluate_case, evaluate_folders, flatten_metrics, marked_liver_fraction
+from plan_lite.metrics.evaluate import (
+    bootstrap_intervals,
+    evaluate_case,
+    evaluate_folders,
+    flatten_metrics,
+    marked_liver_fraction,
+)
 from plan_lite.metrics.lesion import (
     bin_names,
     equivalent_radius,
@@ -25,7 +31,7 @@ from plan_lite.metrics.pixel import pixel_dice, summarize_pixel
 from plan_lite.metrics.report import plot_roc, tables_markdown
 
 __all__ = [
-    "bin_names", "choose_threshold", "equivalent_radius", "evaluate_case", "evaluate_folders", "flatten_metrics", "marked_liver_fraction",
+    "bin_names", "bootstrap_intervals", "choose_threshold", "equivalent_radius", "evaluate_case", "evaluate_folders", "flatten_metrics", "marked_liver_fraction",
     "lesion_metrics_case", "match_lesions", "patient_metrics", "pixel_dice", "plot_roc", "read_cases_table",
     "read_patient_scores", "roc_curves", "summarize_lesions", "summarize_pixel", "tables_markdown", "tumor_mask",
 ]

@@ -111,7 +111,8 @@ def evaluate_folders(gt_dir, pred_dir, cases_csv=None, splits=("test",), score_s
         volumes[case] = r["pred_volume_mm3"]
         lc = r["lesion"]
         per_case[case] = {"dice": r["pixel"]["dice"], "gt_empty": r["pixel"]["gt_empty"], "tp": lc["tp"],
-                          "fp": lc["fp"], "fn": lc["fn"], "pred_volume_mm3": r["pred_volume_mm3"]["any_tumor"]}
+                          "fp": lc["fp"], "fn": lc["fn"], "pred_volume_mm3": r["pred_volume_mm3"]["any_tumor"],
+                          "by_radius": lc["by_radius"]}
     out = {"n_cases": len(cases), "splits": list(splits) if (rows is not None and splits) else None,
            "pixel": summarize_pixel(pixels),
            "lesion": summarize_lesions(lesions, radius_bins, ignore_other_type=ignore_other_type),
@@ -180,6 +181,38 @@ def marked_liver_fraction(gt_dir, pred_dir, cases=None) -> float:
         liver += int((gt == LIVER_LABEL).sum() + np.isin(gt, LESION_LABELS).sum())
         marked += int(np.isin(pred, LESION_LABELS).sum())
     return marked / max(liver, 1)
+
+
+def bootstrap_intervals(metrics: dict, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
+    """Percentile bootstrap intervals over cases (resampled with replacement) of the lesion detection figures.
+
+    Uses ``metrics["per_case"]`` of ``evaluate_folders``; returns ``{"precision": (lo, hi), "recall": ...,
+    "f1": ..., "recall_[3,5)": ..., ...}``. A case is the unit because its lesions are not independent (one
+    model, one image); an interval says how much the figure would move on another test cohort of that size.
+    """
+    cases = list(metrics.get("per_case", {}).values())
+    if not cases:
+        return {}
+    tp = np.array([c["tp"] for c in cases], float)
+    fp = np.array([c["fp"] for c in cases], float)
+    fn = np.array([c["fn"] for c in cases], float)
+    bins = list(cases[0].get("by_radius", {}))
+    gt_b = np.array([[c["by_radius"][b]["gt"] for b in bins] for c in cases], float).reshape(len(cases), -1)
+    det_b = np.array([[c["by_radius"][b]["detected"] for b in bins] for c in cases], float).reshape(len(cases), -1)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(cases), size=(n_boot, len(cases)))
+    T, F, N = tp[idx].sum(1), fp[idx].sum(1), fn[idx].sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stats = {"precision": T / (T + F), "recall": T / (T + N), "f1": 2 * T / (2 * T + F + N)}
+        G, D = gt_b[idx].sum(1), det_b[idx].sum(1)
+        for j, b in enumerate(bins):
+            stats[f"recall_{b}"] = D[:, j] / G[:, j]
+    a = (1 - level) / 2
+    out = {}
+    for k, v in stats.items():
+        v = v[np.isfinite(v)]
+        out[k] = (float(np.quantile(v, a)), float(np.quantile(v, 1 - a))) if v.size else (None, None)
+    return out
 
 
 def flatten_metrics(m: dict, prefix: str = "") -> dict:

@@ -5,7 +5,7 @@ Recomputed every forward pass (training and inference) under ``no_grad``, per im
 1. p = softmax(pixel logits);
 2. lesion foreground = sum of p over the lesion labels 7..14 > ``anchor_threshold`` (0.1, a soft threshold);
 3. 3D connected components (``anchor_connectivity`` = 18, cc3d on CPU, pitfall 10);
-4. keep components with > ``anchor_min_voxels`` (10) voxels, at most the ``anchor_max_lesions`` (20) largest;
+4. keep components larger than ``anchor_min_volume_mm3`` (24.5 mm^3: 10 voxels at 0.7 x 0.7 x 5 mm), at most the ``anchor_max_lesions`` (20) largest;
 5. with ``lesion_stuff_targets`` (D2): one stuff anchor per non-lesion label 0..6 present in the argmax;
 6. anchor vector = mean of the **detached** embedding P inside the region (M-d, no projection).
 
@@ -52,8 +52,10 @@ def _region_means(embedding: torch.Tensor, region_ids: torch.Tensor, n: int) -> 
 
 @torch.no_grad()
 def compute_anchors(pixel_logits: torch.Tensor, embedding: torch.Tensor, cfg) -> AnchorSet:
-    """Anchor vectors and regions from the pixel branch (§4.3). ``cfg``: PlanConfig or ModelConfig."""
-    m = getattr(cfg, "model", cfg)
+    """Anchor vectors and regions from the pixel branch (§4.3). ``cfg``: the PlanConfig (its ``data.spacing``
+    turns the anchor size threshold from mm^3 into voxels)."""
+    m = cfg.model
+    min_voxels = cfg.voxels(m.anchor_min_volume_mm3)
     probs = torch.softmax(pixel_logits.detach().float(), dim=1)
     lesion_fg = probs[:, list(LESION_LABELS)].sum(1) > m.anchor_threshold  # (B, D, H, W)
     argmax = probs.argmax(1)
@@ -74,7 +76,7 @@ def compute_anchors(pixel_logits: torch.Tensor, embedding: torch.Tensor, cfg) ->
         cc = cc3d.connected_components(lesion_fg[b].cpu().numpy(), connectivity=m.anchor_connectivity)
         sizes = np.bincount(cc.ravel())
         sizes[0] = 0
-        keep = [int(i) for i in np.argsort(-sizes, kind="stable") if sizes[i] > m.anchor_min_voxels]
+        keep = [int(i) for i in np.argsort(-sizes, kind="stable") if sizes[i] > min_voxels]
         keep = keep[: m.anchor_max_lesions]
         if keep:
             remap = np.zeros(len(sizes), dtype=np.int64)

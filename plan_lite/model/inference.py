@@ -1,12 +1,19 @@
-"""Inference: semantic map from the lesion branch and lesion-instance extraction.
+"""Inference: the lesion branch's outputs as voxel maps, and lesion-instance extraction.
 
-``semantic_inference`` (plan_reference.md §2.6, PLAN ``plan/det_head.py``): per voxel,
-sum over the real (non-padded) queries of softmax(class)[:15] (no-object dropped) x sigmoid(mask logit),
-renormalised to sum 1 (PLAN's addition to Mask2Former). Chunked over queries: full-resolution mask logits
-are never held for all queries at once (D6). Without a lesion branch (``pixel_only`` or stage-1 outputs)
-it is softmax(pixel_logits).
+``instance_inference`` (Mask2Former's instance / panoptic inference; book page "Paper vs code"): per real query,
+a **score** = its lesion probability (summed over the 8 types) x its mask quality (mean sigmoid inside its
+binary mask); queries whose lesion probability beats every other class and whose score exceeds
+``score_threshold`` are kept, and each voxel inside at least one kept mask goes to the kept query with the
+largest score x mask probability. The painted maps (type probabilities, score, coverage) are what the sliding
+window stitches; each connected painted region is then one lesion with the type and score of its queries.
 
-``extract_lesions`` (§4.8, PLAN ``nnunet/inference/post_process.py``): 26-connected components of
+``semantic_inference`` (PLAN ``plan/det_head.py``, Sec. 2.6): per voxel, sum over the real (non-padded) queries
+of softmax(class)[:C] (no-object dropped) x sigmoid(mask logit), renormalised to sum 1 (PLAN's addition to
+Mask2Former). Chunked over queries: full-resolution mask logits are never held for all queries at once (D6).
+Without a lesion branch (``pixel_only`` or stage-1 outputs) it is softmax(pixel_logits). A C + 1 head
+(``lesion_stuff_targets=False``) classifies lesions only: background and organs come from the pixel branch.
+
+``extract_lesions`` (Sec. 3.2, PLAN ``nnunet/inference/post_process.py``): 26-connected components of
 lesion-labelled voxels, drop < 25 mm^3, drop components whose centroid is > 3 mm from the liver (the
 connected liver + lesion region that contains liver voxels), one record per kept lesion.
 """
@@ -20,7 +27,22 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from plan_lite.labels import LABEL_NAMES, LESION_LABELS, LIVER_LABEL, NUM_CLASSES
+from plan_lite.labels import LABEL_NAMES, LESION_LABELS, LIVER_LABEL, NUM_CLASSES, NUM_LESION_TYPES
+
+FIRST_LESION = min(LESION_LABELS)
+#: channels of ``instance_inference``'s painted map: 8 type probabilities, the score, the coverage
+INSTANCE_CHANNELS = NUM_LESION_TYPES + 2
+
+
+def _class_probs(outputs: dict) -> torch.Tensor:
+    """Softmax class probabilities (B, Q, K + 1) with padded queries zeroed."""
+    cls = torch.softmax(outputs["pred_logits"].float(), dim=-1)
+    return cls * (~outputs["query_padding_mask"])[..., None].to(cls)
+
+
+def _lesion_columns(num_classes: int) -> slice:
+    """Columns of the 8 lesion types in the class logits (15 + 1 head: 7..14; C + 1 head: 0..7)."""
+    return slice(0, NUM_LESION_TYPES) if num_classes == NUM_LESION_TYPES else slice(FIRST_LESION, NUM_CLASSES)
 
 
 @torch.no_grad()
@@ -31,15 +53,85 @@ def semantic_inference(outputs: dict, chunk: int = 8) -> torch.Tensor:
     feats = outputs["mask_features"].float()
     b, _, *shape = feats.shape
     feats = feats.flatten(2)  # (B, M, N)
-    cls = torch.softmax(outputs["pred_logits"].float(), dim=-1)[..., :NUM_CLASSES]
-    cls = cls * (~outputs["query_padding_mask"])[..., None].to(cls)  # padded queries contribute nothing
+    cls = _class_probs(outputs)[..., :-1]  # no-object dropped
+    k = cls.shape[-1]
     emb = outputs["pred_mask_embed"].float()
-    probs = feats.new_zeros(b, NUM_CLASSES, feats.shape[-1])
+    acc = feats.new_zeros(b, k, feats.shape[-1])
     for s in range(0, emb.shape[1], chunk):
         masks = torch.einsum("bqm,bmn->bqn", emb[:, s:s + chunk], feats).sigmoid_()
-        probs += torch.einsum("bqc,bqn->bcn", cls[:, s:s + chunk], masks)
-    probs /= probs.sum(1, keepdim=True).clamp_min(1e-12)
+        acc += torch.einsum("bqc,bqn->bcn", cls[:, s:s + chunk], masks)
+    if k == NUM_CLASSES:
+        probs = acc
+    else:  # C + 1 head: lesions from the queries, background and organs from the pixel branch
+        pix = torch.softmax(outputs["pixel_logits"].float(), dim=1).flatten(2)
+        lesion = acc.clamp(0, 1)
+        probs = torch.cat([pix[:, :FIRST_LESION] * (1 - lesion.sum(1, keepdim=True).clamp(0, 1)), lesion], 1)
+    probs = probs / probs.sum(1, keepdim=True).clamp_min(1e-12)
     return probs.reshape(b, NUM_CLASSES, *shape)
+
+
+@torch.no_grad()
+def instance_inference(outputs: dict, score_threshold: float = 0.5, mask_threshold: float = 0.5,
+                       chunk: int = 8) -> torch.Tensor:
+    """Painted lesion instances (B, 10, D, H, W): channels 0..7 the kept query's 8 type probabilities, 8 its
+    score, 9 the coverage (1 where a kept query paints the voxel, else 0). See the module docstring.
+
+    Needs the lesion-branch outputs (``"pred_logits"``); a ``pixel_only`` model has no instances.
+    """
+    feats = outputs["mask_features"].float()
+    b, _, *shape = feats.shape
+    feats = feats.flatten(2)
+    cls = _class_probs(outputs)  # (B, Q, K + 1)
+    cols = _lesion_columns(cls.shape[-1] - 1)
+    types = cls[..., cols]  # (B, Q, 8)
+    p_lesion = types.sum(-1)
+    others = torch.cat([cls[..., :cols.start], cls[..., cols.stop:]], -1).max(-1).values
+    emb = outputs["pred_mask_embed"].float()
+    n = feats.shape[-1]
+    best = feats.new_zeros(b, n)
+    winner = torch.full((b, n), -1, dtype=torch.long, device=feats.device)
+    scores = torch.zeros_like(p_lesion)
+    for s in range(0, emb.shape[1], chunk):
+        m = torch.einsum("bqm,bmn->bqn", emb[:, s:s + chunk], feats).sigmoid_()
+        inside = m > mask_threshold
+        quality = (m * inside).sum(-1) / inside.sum(-1).clamp_min(1)
+        score = p_lesion[:, s:s + chunk] * quality
+        keep = (score > score_threshold) & (p_lesion[:, s:s + chunk] > others[:, s:s + chunk])
+        scores[:, s:s + chunk] = score
+        val = score[..., None] * m * (inside & keep[..., None])
+        cmax, carg = val.max(1)
+        upd = cmax > best
+        best = torch.where(upd, cmax, best)
+        winner = torch.where(upd, carg + s, winner)
+    painted = winner >= 0
+    idx = winner.clamp_min(0)
+    out = feats.new_zeros(b, INSTANCE_CHANNELS, n)
+    gather = torch.gather(types, 1, idx[..., None].expand(-1, -1, NUM_LESION_TYPES))  # (B, N, 8)
+    out[:, :NUM_LESION_TYPES] = gather.transpose(1, 2) * painted[:, None]
+    out[:, NUM_LESION_TYPES] = torch.gather(scores, 1, idx) * painted
+    out[:, NUM_LESION_TYPES + 1] = painted.float()
+    return out.reshape(b, INSTANCE_CHANNELS, *shape)
+
+
+def instance_labels(stuff_probs, painted, coverage_threshold: float = 0.5):
+    """Label map (D, H, W) uint8, per-voxel lesion score and type probabilities from stitched maps.
+
+    ``stuff_probs`` (>= 7, D, H, W): class probabilities whose channels 0..6 decide background and organs;
+    ``painted`` (10, D, H, W): stitched ``instance_inference`` channels. A voxel is a lesion where the stitched
+    coverage exceeds ``coverage_threshold`` (most windows that saw it painted it); its type is the argmax of the
+    painted type probabilities. Returns ``(label, score, type_probs)`` with score and type probabilities divided
+    by the coverage (the mean over the windows that painted the voxel).
+    """
+    stuff = torch.as_tensor(stuff_probs).float()
+    painted = torch.as_tensor(painted).float()
+    cover = painted[NUM_LESION_TYPES + 1]
+    lesion = cover > coverage_threshold
+    denom = cover.clamp_min(1e-6)
+    type_probs = painted[:NUM_LESION_TYPES] / denom
+    score = painted[NUM_LESION_TYPES] / denom
+    label = torch.where(lesion, type_probs.argmax(0) + FIRST_LESION, stuff[:FIRST_LESION].argmax(0))
+    return (label.numpy().astype(np.uint8), (score * lesion).numpy(),
+            (type_probs * lesion).numpy())
 
 
 LESION_DECISIONS = ("argmax", "merged")
@@ -75,13 +167,14 @@ def _liver_region(label_map: np.ndarray, lesion: np.ndarray, liver_label: int) -
 
 
 def label_lesions(label_map, probs=None, spacing=(1.0, 1.0, 1.0), min_volume_mm3: float = 25.0,
-                  liver_label: int = LIVER_LABEL, max_liver_distance_mm: float | None = 3.0):
+                  liver_label: int = LIVER_LABEL, max_liver_distance_mm: float | None = 3.0, scores=None):
     """Lesion records and the instance map (D, H, W) int32 (0 = none, i = record with ``id`` i).
 
     ``label_map`` (D, H, W) ints; ``probs`` optional (15, D, H, W) class probabilities (numpy or torch);
     ``spacing`` (z, y, x) mm. Records: ``id``, ``label`` (= ``type``, the majority lesion label, ties to the
     smaller label), ``type_name``, ``probability`` (mean summed lesion probability; 1.0 without ``probs``),
-    ``type_probs`` {name: mean probability} (voxel fractions of each label without ``probs``),
+    ``type_probs`` {name: mean probability} (voxel fractions of each label without ``probs``); with ``scores``
+    (D, H, W: the instance score per voxel, ``instance_labels``) ``probability`` is the mean score instead,
     ``volume_mm3``, ``radius_mm`` = (3V / 4pi)^(1/3), ``num_voxels``, ``centroid`` voxel (z, y, x),
     ``bbox`` (z0, y0, x0, z1, y1, x1) with exclusive ends. When the image has no liver voxel the liver
     distance test is skipped.
@@ -120,6 +213,8 @@ def label_lesions(label_map, probs=None, spacing=(1.0, 1.0, 1.0), min_volume_mm3
             p = probs[(slice(None), *sl)][:, comp]  # (15, nvox)
             type_probs = {LABEL_NAMES[k]: float(p[k].mean()) for k in LESION_LABELS}
             probability = float(p[list(LESION_LABELS)].sum(0).mean())
+            if scores is not None:
+                probability = float(np.asarray(scores)[sl][comp].mean())
         else:
             type_probs = {LABEL_NAMES[k]: float(c / nvox) for k, c in zip(LESION_LABELS, counts)}
             probability = 1.0

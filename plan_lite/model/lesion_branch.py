@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plan_lite.labels import NUM_CLASSES
+from plan_lite.labels import lesion_branch_labels
 from plan_lite.model.anchors import KIND_LEARNED, KIND_PADDING, AnchorSet
 from plan_lite.model.position_encoding import sine_position_encoding_3d
 
@@ -120,11 +120,11 @@ class LesionBranch(nn.Module):
         self.layers = nn.ModuleList(DecoderLayer(dim, m.num_heads, m.dim_feedforward, m.dropout, m.pre_norm,
                                                  m.fp32_attention) for _ in range(m.dec_layers))
         self.decoder_norm = nn.LayerNorm(dim)
-        self.class_embed = nn.Linear(dim, NUM_CLASSES + 1)
+        self.class_embed = nn.Linear(dim, len(lesion_branch_labels(m.lesion_stuff_targets)) + 1)
         self.mask_embed = MLP(dim, dim, dim, 3)
 
     def heads(self, x):
-        """Prediction heads: class logits (B, Q, 16) and mask embeddings (B, Q, M)."""
+        """Prediction heads: class logits (B, Q, 16, or 9 without stuff targets) and mask embeddings (B, Q, M)."""
         x = self.decoder_norm(x)
         return self.class_embed(x), self.mask_embed(x)
 

@@ -68,7 +68,7 @@ class PLAN(nn.Module):
         out = {"pixel_logits": self.pixel(embedding), "mask_features": embedding}
         if stage == 1 or self.lesion is None:
             return out
-        anchors = compute_anchors(out["pixel_logits"], embedding, m) if m.use_anchors else None
+        anchors = compute_anchors(out["pixel_logits"], embedding, self.cfg) if m.use_anchors else None
         levels = [feats["fpn"][s] for s in m.transformer_levels]
         out.update(self.lesion(levels, embedding, anchors))
         b = images.shape[0]

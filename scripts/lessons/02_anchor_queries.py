@@ -109,7 +109,7 @@ pre = make_preprocessor(cfg, state["preprocess"]) if state is not None else make
 cases = []
 for raw in raws:
     prep = pre(raw)
-    cases.append(make_train_case(raw.case_id, prep.image, prep.label, cfg.train.patch_size, cfg.data.min_lesion_voxels))
+    cases.append(make_train_case(raw.case_id, prep.image, prep.label, cfg.train.patch_size, cfg.voxels(cfg.data.min_lesion_volume_mm3)))
 sampler = PatchSampler(cases, cfg.train.patch_size, 1, fg_oversample=1.0, seed=seed)
 patches = [sampler.sample() for _ in range(n_patches)]
 print(f"{len(patches)} patches of {tuple(cfg.train.patch_size)} from {tumor_ids}")

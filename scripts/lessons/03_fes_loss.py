@@ -241,7 +241,7 @@ if demo_patch:
     cid = next(r["case"] for r in rows_csv if r["group"] == "tumor" and int(r["num_lesions"]) > 0)
     raw = ds.load(cid)
     prep = make_preprocessor(cfg).fit([raw])(raw)
-    tc = make_train_case(cid, prep.image, prep.label, cfg.train.patch_size, cfg.data.min_lesion_voxels)
+    tc = make_train_case(cid, prep.image, prep.label, cfg.train.patch_size, cfg.voxels(cfg.data.min_lesion_volume_mm3))
     images, labels = PatchSampler([tc], cfg.train.patch_size, 1, fg_oversample=1.0, seed=seed).sample()
     torch.manual_seed(seed)
     model = PLAN(cfg).eval()

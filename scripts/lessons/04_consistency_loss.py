@@ -102,7 +102,7 @@ pre = make_preprocessor(cfg).fit(raws)
 batch_img, batch_lab = [], []
 for raw, fg in zip(raws, (1.0, 0.0)):
     prep = pre(raw)
-    tc = make_train_case(raw.case_id, prep.image, prep.label, cfg.train.patch_size, cfg.data.min_lesion_voxels)
+    tc = make_train_case(raw.case_id, prep.image, prep.label, cfg.train.patch_size, cfg.voxels(cfg.data.min_lesion_volume_mm3))
     img, lab = PatchSampler([tc], cfg.train.patch_size, 1, fg_oversample=fg, seed=seed).sample()
     batch_img.append(img[0])
     batch_lab.append(lab[0])

@@ -1,0 +1,216 @@
+"""What PLAN learns in a few CPU minutes: the training issue's goals as a table (not a timed test).
+
+For each cohort (an MSD dataset folder with train / val / test splits), variant (``plan``, ``pixel_only``, ...) and
+CPU budget in minutes, train the ``tiny`` preset with ``CPU_RECIPE`` on one torch thread, predict the val and test
+splits with the checkpoint's own inference settings (the lesion branch's instance output for PLAN), and evaluate
+the test split with the paper's protocol (``evaluate_folders``; patient threshold chosen on val). Steps per budget
+come from a short calibration run of the same variant (seconds per stage-1 and stage-2 step on this machine).
+
+Each figure is printed with its 95 % bootstrap interval over test cases and next to its chance level: the fraction
+of the liver the model marks as lesion (a detector that marked that fraction at random would reach about that
+recall). Finished runs are not redone (``OUT/<cohort>/<variant>_<minutes>min/metrics.json``)::
+
+    python benchmarks/bench_budget.py --data default=data/bench_default easy=data/bench_easy \\
+        --variants plan pixel_only --minutes 2.5 5 10 --out runs/bench_budget --jobs 2 \\
+        --table benchmarks/results/bench_budget_cpu.md
+
+``--make-data DIR`` writes the two benchmark cohorts first (240 cases each at 5 x 4 x 4 mm, 24 x 96 x 96; splits
+50 / 15 / 35 % so that the test split holds > 150 lesions of radius >= 3 mm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COHORTS = {"default": {"lesion_contrast": 1.0, "noise_scale": 1.0}, "easy": {"lesion_contrast": 2.0,
+                                                                           "noise_scale": 0.5}}
+KEYS = ("recall_[3,5)", "recall_[5,10)", "recall_[10,inf)", "recall", "precision", "f1", "dice", "type_accuracy",
+        "auc_any_tumor", "auc_malignant", "auc_benign", "specificity_normal", "specificity_hard", "sensitivity")
+
+
+def make_data(root: Path, n_cases: int = 240) -> dict[str, Path]:
+    from plan_lite.data.synthetic import generate_dataset
+
+    out = {}
+    for name, knobs in COHORTS.items():
+        path = root / f"bench_{name}"
+        if not (path / "dataset.json").exists():
+            generate_dataset(path, n_cases=n_cases, seed=0, spacing=(5.0, 4.0, 4.0), shape=(24, 96, 96),
+                             split_fractions=(0.5, 0.15, 0.35), workers=2, progress=False, **knobs)
+        out[name] = path
+    return out
+
+
+def config_for(variant: str, seed: int, overrides: dict):
+    from plan_lite.config import CPU_RECIPE, VARIANTS, get_preset
+
+    return get_preset("tiny", **{**CPU_RECIPE, **VARIANTS[variant], **overrides, "seed": seed})
+
+
+def calibrate(data: Path, variant: str, seed: int, overrides: dict) -> tuple[float, float, float]:
+    """Seconds per stage-1 and stage-2 step (median of a 60-step run) and the stage-1 share of the schedule."""
+    import numpy as np
+
+    from plan_lite.engine.train import Schedule, train
+
+    cfg = config_for(variant, seed, overrides)
+    with tempfile.TemporaryDirectory(prefix="plan-cal-") as tmp:
+        train(data, cfg, Path(tmp) / "run", max_steps=60, progress=False, validate=False)
+        log = [json.loads(x) for x in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
+    t = np.diff([0.0] + [r["time"] for r in log])
+    st = np.array([r["stage"] for r in log])
+    r1 = float(np.median(t[5:][st[5:] == 1])) if (st == 1).sum() > 5 else 0.0
+    r2 = float(np.median(t[st == 2][2:])) if (st == 2).sum() > 3 else r1
+    sched = Schedule.from_config(cfg, 1000)
+    return r1, r2, sched.stage1 / sched.total
+
+
+def run_one(job: dict) -> dict:
+    """Train, predict val + test, evaluate test; write and return ``metrics.json`` + provenance."""
+    import torch
+
+    torch.set_num_threads(1)
+    from plan_lite.engine.infer import predict
+    from plan_lite.engine.train import train
+    from plan_lite.metrics import bootstrap_intervals, evaluate_folders, marked_liver_fraction
+
+    out = Path(job["out"])
+    done = out / "metrics.json"
+    if done.exists():
+        return json.loads(done.read_text())
+    data, variant, seed, overrides = Path(job["data"]), job["variant"], job["seed"], job["overrides"]
+    if job.get("steps"):
+        r1 = r2 = None
+        steps = int(job["steps"])
+    else:
+        r1, r2, share = calibrate(data, variant, seed, overrides)
+        steps = max(50, int(job["minutes"] * 60 / (share * r1 + (1 - share) * r2)))
+    cfg = config_for(variant, seed, overrides)
+    t0 = time.time()
+    train(data, cfg, out / "run", max_steps=steps, progress=False, validate=False,
+          resume=(out / "run" / "last.pt").exists())
+    train_s = time.time() - t0
+    t0 = time.time()
+    predict(out / "run" / "last.pt", [data], out / "pred", progress=False, split=("val", "test"))
+    predict_s = time.time() - t0
+    source = "volume" if variant in ("pixel_only", "mask2former") else "patient"
+    m = evaluate_folders(data, out / "pred", cases_csv=data / "cases.csv", splits=("test",), score_source=source,
+                         progress=False)
+    chance = marked_liver_fraction(data, out / "pred", cases=list(m["per_case"]))
+    res = {"cohort": job["cohort"], "variant": variant, "minutes": job["minutes"], "seed": seed, "steps": steps,
+           "sec_per_step": {"stage1": r1, "stage2": r2}, "train_s": train_s, "predict_s": predict_s,
+           "chance_recall": chance, "ci95": bootstrap_intervals(m), "overrides": overrides,
+           "inference": json.loads((out / "pred" / "prediction.json").read_text()),
+           "lesion": {k: v for k, v in m["lesion"].items() if k != "pairs"}, "pixel": m["pixel"],
+           "patient": m["patient"], "n_test_cases": m["n_cases"]}
+    from plan_lite.utils import atomic_write_json
+
+    atomic_write_json(done, res)
+    return res
+
+
+def row_values(res: dict) -> dict:
+    les, pat = res["lesion"], res["patient"]
+    p, r = les.get("precision"), les.get("recall")
+    vals = {"recall": r, "precision": p, "f1": None if not p or not r else 2 * p * r / (p + r),
+            "dice": res["pixel"].get("dice"), "type_accuracy": les.get("type_accuracy")}
+    for name, b in (les.get("recall_by_radius") or {}).items():
+        vals[f"recall_{name}"] = b.get("recall") if isinstance(b, dict) else b
+    for k in ("auc_any_tumor", "auc_malignant", "auc_benign", "specificity_normal", "specificity_hard",
+              "sensitivity"):
+        vals[k] = pat.get(k)
+    return vals
+
+
+def _pct(v, ci=None) -> str:
+    if v is None or v != v:
+        return "-"
+    s = f"{100 * v:.0f}"
+    if ci and ci[0] is not None:
+        s += f" ({100 * ci[0]:.0f}-{100 * ci[1]:.0f})"
+    return s
+
+
+def table(results: list[dict]) -> str:
+    head = ["cohort", "variant", "CPU min", "steps", "chance", *KEYS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for res in sorted(results, key=lambda r: (r["cohort"], r["steps"], r["variant"])):
+        vals, ci = row_values(res), res.get("ci95", {})
+        cells = [res["cohort"], res["variant"], f"{res['train_s'] / 60:.1f}", str(res["steps"]),
+                 _pct(res["chance_recall"])]
+        cells += [_pct(vals.get(k), ci.get(k)) for k in KEYS]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", nargs="+", metavar="NAME=DIR", help="cohorts (default: --make-data's two)")
+    ap.add_argument("--make-data", metavar="DIR", help="write the benchmark cohorts under DIR first")
+    ap.add_argument("--variants", nargs="+", default=["plan", "pixel_only"])
+    ap.add_argument("--minutes", nargs="+", type=float, default=[2.5, 5.0, 10.0])
+    ap.add_argument("--steps", nargs="+", type=int, help="fixed step counts instead of CPU minutes")
+    ap.add_argument("--tag", default="", help="suffix of the run folders (e.g. a setting under study)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each)")
+    ap.add_argument("--table", help="also write the Markdown table (with provenance) here")
+    args = ap.parse_args(argv)
+    from plan_lite.config import parse_overrides
+
+    cohorts: dict[str, Path] = {}
+    if args.make_data:
+        cohorts.update(make_data(Path(args.make_data)))
+    for item in args.data or []:
+        name, _, path = item.partition("=")
+        cohorts[name] = Path(path)
+    if not cohorts:
+        ap.error("give --data NAME=DIR or --make-data DIR")
+    overrides = parse_overrides(args.overrides)
+    budgets = [("steps", n) for n in args.steps] if args.steps else [("minutes", m) for m in args.minutes]
+    jobs = [{"cohort": c, "data": str(p), "variant": v, "minutes": b if kind == "minutes" else None,
+             "steps": b if kind == "steps" else None, "seed": args.seed, "overrides": overrides,
+             "out": str(Path(args.out) / c / f"{v}_{b:g}{'min' if kind == 'minutes' else 'steps'}_s{args.seed}"
+                        f"{args.tag}")}
+            for c, p in cohorts.items() for kind, b in budgets for v in args.variants]
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    t0 = time.time()
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as ex:
+            results = list(ex.map(run_one, jobs))
+    else:
+        results = [run_one(j) for j in jobs]
+    text = table(results)
+    print(text)
+    if args.table:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        prov = (f"Command: `python benchmarks/bench_budget.py {' '.join(argv or sys.argv[1:])}`  \n"
+                f"Commit {commit}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, one torch "
+                f"thread per run, {args.jobs} run(s) in parallel; wall time {(time.time() - t0) / 60:.0f} min.  \n"
+                "Values in % on the test split with 95 % bootstrap intervals over cases; `chance` = fraction of the "
+                "liver marked as lesion (the recall of random marking); patient figures at the threshold chosen "
+                "on val; pixel_only is scored from predicted lesion volumes.\n\n")
+        from plan_lite.utils import atomic_write_text
+
+        atomic_write_text(Path(args.table), "# Training budget on CPU (tiny preset, CPU_RECIPE)\n\n" + prov + text
+                          + "\n")
+        atomic_write_text(Path(args.table).with_suffix(".json"), json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
