@@ -34,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 COHORTS = {"default": {"lesion_contrast": 1.0, "noise_scale": 1.0}, "easy": {"lesion_contrast": 2.0,
                                                                            "noise_scale": 0.5}}
-KEYS = ("recall_[3,5)", "recall_[5,10)", "recall_[10,inf)", "recall", "precision", "f1", "dice", "type_accuracy",
+KEYS = ("recall_[3,5)", "recall_[5,10)", "recall_[10,20)", "recall_[20,inf)", "recall_>=10", "recall", "precision", "f1", "dice", "type_accuracy",
         "auc_any_tumor", "auc_malignant", "auc_benign", "specificity_normal", "specificity_hard", "sensitivity")
 
 
@@ -124,8 +124,11 @@ def row_values(res: dict) -> dict:
     p, r = les.get("precision"), les.get("recall")
     vals = {"recall": r, "precision": p, "f1": None if not p or not r else 2 * p * r / (p + r),
             "dice": res["pixel"].get("dice"), "type_accuracy": les.get("type_accuracy")}
+    from plan_lite.metrics import recall_from_bins
+
     for name, b in (les.get("recall_by_radius") or {}).items():
         vals[f"recall_{name}"] = b.get("recall") if isinstance(b, dict) else b
+    vals["recall_>=10"] = recall_from_bins(les.get("recall_by_radius") or {})
     for k in ("auc_any_tumor", "auc_malignant", "auc_benign", "specificity_normal", "specificity_hard",
               "sensitivity"):
         vals[k] = pat.get(k)

@@ -335,3 +335,31 @@ def test_foreground_rate_holds_with_lesion_free_cases():
     assert 0.3 <= rate <= 0.75, rate  # 0.5 expected; picking a case first would give ~0.5 * 1/4 (+ chance hits)
     s1 = PatchSampler(cases, (8, 16, 16), batch_size=20, fg_oversample=1.0, seed=0)
     assert all((yy == 9).any() for yy in s1.sample()[1])
+
+
+def test_best_threshold_prefers_f1_then_fewer_false_positives():
+    from plan_lite.engine.calibrate import best_threshold
+
+    rows = [{"threshold": 0.0, "f1": 0.2}, {"threshold": 0.1, "f1": 0.5}, {"threshold": 0.3, "f1": 0.5},
+            {"threshold": 0.5, "f1": None}]
+    assert best_threshold(rows) == 0.3
+
+
+def test_training_calibrates_the_lesion_threshold_on_val(small_ds, tmp_path):
+    """A finished run chooses the instance score threshold on the val split and stores it in last.pt / best.pt;
+    ``predict`` then uses it with no flag (prediction.json says so)."""
+    import json
+
+    from plan_lite.engine.infer import predict
+
+    cfg = tiny_cfg(stage1_epochs=1, stage2_epochs=1, patient_start_epoch=0)
+    train(small_ds, cfg, tmp_path / "run", max_steps=4, progress=False, validate=False)
+    rec = json.loads((tmp_path / "run" / "calibration_last.json").read_text())
+    assert rec["split"] == "val" and rec["cases"] and len(rec["table"]) > 5
+    thr = rec["score_threshold"]
+    assert max((r["f1"] or 0.0) for r in rec["table"]) == next((r["f1"] or 0.0) for r in rec["table"]
+                                                              if r["threshold"] == thr)
+    for name in ("last.pt", "best.pt"):
+        assert load_checkpoint(tmp_path / "run" / name)["config"]["infer"]["score_threshold"] == thr
+    out = predict(tmp_path / "run" / "last.pt", [small_ds], tmp_path / "pred", split="test", progress=False)
+    assert json.loads((out / "prediction.json").read_text())["score_threshold"] == thr

@@ -161,8 +161,13 @@ class Predictor:
     # ------------------------------------------------------------------------------------------ one case
     def predict_case(self, case) -> CasePrediction:
         """``case``: a ``plan_lite.data.io.Case`` (its label, if any, is not used)."""
+        prep, out = self.stitch_case(case)
+        return self.finish_case(case, prep, out)
+
+    def stitch_case(self, case):
+        """Preprocess (one or two passes) and run the sliding window: ``(preprocessed case, stitched channels)``."""
         from plan_lite.data.preprocess import invert
-        from plan_lite.model.inference import INSTANCE_CHANNELS, decide_labels, instance_labels, label_lesions
+        from plan_lite.model.inference import decide_labels
 
         case.label = None
         prep = self.pre(case, crop=False)
@@ -172,11 +177,23 @@ class Predictor:
             if liver.any():
                 prep = self.pre(case, liver_mask=liver, crop=True)
                 out = self.stitched(prep.image)
+        return prep, out
+
+    def finish_case(self, case, prep, out: torch.Tensor, score_threshold: float | None = None) -> CasePrediction:
+        """Labels, lesions and patient scores from stitched channels, mapped back to the input grid.
+
+        ``score_threshold`` (instance output) overrides the predictor's: voxels whose stitched instance score is
+        below it are not lesions (used to choose the threshold on validation without re-running the network).
+        """
+        from plan_lite.data.preprocess import invert
+        from plan_lite.model.inference import INSTANCE_CHANNELS, decide_labels, instance_labels, label_lesions
+
         probs = out[:NUM_CLASSES]
         first_patient = NUM_CLASSES + (INSTANCE_CHANNELS if self.instance else 0)
         scores = None
         if self.instance:
-            label, scores, type_probs = instance_labels(probs, out[NUM_CLASSES:first_patient])
+            thr = self.score_threshold if score_threshold is None else score_threshold
+            label, scores, type_probs = instance_labels(probs, out[NUM_CLASSES:first_patient], score_threshold=thr)
             probs = probs.clone()
             probs[min(LESION_LABELS):] = torch.from_numpy(type_probs)  # lesion records: the queries' types
         else:

@@ -146,12 +146,15 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float, stage: int, c
 
 def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, max_minutes: float | None = None,
           resume: bool = False, device: str | None = None, progress: bool = True, log_every: int = 1,
-          stop_after: int | None = None, checkpoint_every: int | None = None, validate: bool = True) -> Path:
+          stop_after: int | None = None, checkpoint_every: int | None = None, validate: bool = True,
+          calibrate: bool = True) -> Path:
     """Train on ``dataset_dir`` (train split) and return the run folder ``out_dir``.
 
     ``stop_after`` ends the run cleanly (checkpoint written) after that many total steps without changing the
     schedule; ``max_minutes`` does the same when the wall-clock budget is spent. ``resume=True`` continues from
-    ``out_dir/last.pt`` exactly (its saved config and schedule win).
+    ``out_dir/last.pt`` exactly (its saved config and schedule win). At the end of a finished run with instance
+    output and a val split, ``calibrate`` chooses the lesion score threshold on val and stores it in
+    ``last.pt`` and ``best.pt`` (``plan_lite.engine.calibrate``).
     """
     from plan_lite.losses import PlanCriterion
     from plan_lite.model import PLAN
@@ -271,6 +274,15 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
                 log.close()
             if bar is not None:
                 bar.close()
+        if calibrate and info.is_main and val_ids and step >= sched.total and sched.stage2 > 0:
+            from plan_lite.engine.calibrate import calibrate_checkpoint
+
+            for name in ("last.pt", "best.pt"):
+                rec = calibrate_checkpoint(out / name, dataset_dir, progress=progress, device=str(info.device))
+                if progress and "score_threshold" in rec:
+                    print(f"{name}: lesion score threshold {rec['score_threshold']:g} chosen on val "
+                          f"({len(rec['cases'])} cases; calibration_{Path(name).stem}.json)")
+        barrier(info)
         if info.enabled:  # every rank records its weights' digest: DDP replicas must agree
             out.mkdir(parents=True, exist_ok=True)
             (out / f"weights_rank{info.rank}.sha256").write_text(ckpt.state_dict_digest(model.state_dict()) + "\n")

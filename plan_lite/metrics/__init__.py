@@ -11,6 +11,7 @@ from plan_lite.metrics.evaluate import (
     evaluate_folders,
     flatten_metrics,
     marked_liver_fraction,
+    recall_from_bins,
 )
 from plan_lite.metrics.lesion import (
     bin_names,
@@ -33,5 +34,5 @@ from plan_lite.metrics.report import plot_roc, tables_markdown
 __all__ = [
     "bin_names", "bootstrap_intervals", "choose_threshold", "equivalent_radius", "evaluate_case", "evaluate_folders", "flatten_metrics", "marked_liver_fraction",
     "lesion_metrics_case", "match_lesions", "patient_metrics", "pixel_dice", "plot_roc", "read_cases_table",
-    "read_patient_scores", "roc_curves", "summarize_lesions", "summarize_pixel", "tables_markdown", "tumor_mask",
+    "read_patient_scores", "recall_from_bins", "roc_curves", "summarize_lesions", "summarize_pixel", "tables_markdown", "tumor_mask",
 ]

@@ -183,11 +183,23 @@ def marked_liver_fraction(gt_dir, pred_dir, cases=None) -> float:
     return marked / max(liver, 1)
 
 
+def _lower_edge(bin_name: str) -> float:
+    """``"[10,20)"`` -> 10.0."""
+    return float(bin_name.strip("[(").split(",")[0])
+
+
+def recall_from_bins(by_radius: dict, min_radius: float = 10.0) -> float | None:
+    """Recall of the lesions in the radius bins starting at or above ``min_radius`` (pooled counts)."""
+    sel = [v for k, v in by_radius.items() if isinstance(v, dict) and _lower_edge(k) >= min_radius]
+    gt = sum(v["gt"] for v in sel)
+    return sum(v["detected"] for v in sel) / gt if gt else None
+
+
 def bootstrap_intervals(metrics: dict, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> dict:
     """Percentile bootstrap intervals over cases (resampled with replacement) of the lesion detection figures.
 
     Uses ``metrics["per_case"]`` of ``evaluate_folders``; returns ``{"precision": (lo, hi), "recall": ...,
-    "f1": ..., "recall_[3,5)": ..., ...}``. A case is the unit because its lesions are not independent (one
+    "f1": ..., "recall_[3,5)": ..., ..., "recall_>=10": ...}`` (the last pools the bins from 10 mm up). A case is the unit because its lesions are not independent (one
     model, one image); an interval says how much the figure would move on another test cohort of that size.
     """
     cases = list(metrics.get("per_case", {}).values())
@@ -207,6 +219,9 @@ def bootstrap_intervals(metrics: dict, n_boot: int = 1000, level: float = 0.95, 
         G, D = gt_b[idx].sum(1), det_b[idx].sum(1)
         for j, b in enumerate(bins):
             stats[f"recall_{b}"] = D[:, j] / G[:, j]
+        big = [j for j, b in enumerate(bins) if _lower_edge(b) >= 10]
+        if big:
+            stats["recall_>=10"] = D[:, big].sum(1) / G[:, big].sum(1)
     a = (1 - level) / 2
     out = {}
     for k, v in stats.items():

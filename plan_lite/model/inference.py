@@ -113,22 +113,22 @@ def instance_inference(outputs: dict, score_threshold: float = 0.5, mask_thresho
     return out.reshape(b, INSTANCE_CHANNELS, *shape)
 
 
-def instance_labels(stuff_probs, painted, coverage_threshold: float = 0.5):
+def instance_labels(stuff_probs, painted, coverage_threshold: float = 0.5, score_threshold: float = 0.0):
     """Label map (D, H, W) uint8, per-voxel lesion score and type probabilities from stitched maps.
 
     ``stuff_probs`` (>= 7, D, H, W): class probabilities whose channels 0..6 decide background and organs;
     ``painted`` (10, D, H, W): stitched ``instance_inference`` channels. A voxel is a lesion where the stitched
-    coverage exceeds ``coverage_threshold`` (most windows that saw it painted it); its type is the argmax of the
-    painted type probabilities. Returns ``(label, score, type_probs)`` with score and type probabilities divided
+    coverage exceeds ``coverage_threshold`` (most windows that saw it painted it) and whose mean painted score
+    exceeds ``score_threshold``; its type is the argmax of the painted type probabilities. Returns ``(label, score, type_probs)`` with score and type probabilities divided
     by the coverage (the mean over the windows that painted the voxel).
     """
     stuff = torch.as_tensor(stuff_probs).float()
     painted = torch.as_tensor(painted).float()
     cover = painted[NUM_LESION_TYPES + 1]
-    lesion = cover > coverage_threshold
     denom = cover.clamp_min(1e-6)
     type_probs = painted[:NUM_LESION_TYPES] / denom
     score = painted[NUM_LESION_TYPES] / denom
+    lesion = (cover > coverage_threshold) & (score > score_threshold)
     label = torch.where(lesion, type_probs.argmax(0) + FIRST_LESION, stuff[:FIRST_LESION].argmax(0))
     return (label.numpy().astype(np.uint8), (score * lesion).numpy(),
             (type_probs * lesion).numpy())
