@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "predict": "Predict label maps, lesions and patient scores for CT volumes.",
     "evaluate": "Pixel, lesion and patient metrics of predictions against ground truth.",
     "experiment": "Ablations and baselines with one budget, gathered into a Table-4-style table.",
+    "sweep": "Run a notebook over a parameter grid (papermill) and gather its metrics into one table.",
     "demo": "Quick end-to-end demo on a dataset: montage PNG of a case with its labels.",
 }
 

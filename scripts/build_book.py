@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 from plan_lite.utils import atomic_write_json, atomic_write_text  # noqa: E402
 
 API_ROOTS = ("plan_lite.config", "plan_lite.labels", "plan_lite.model", "plan_lite.losses", "plan_lite.metrics",
-             "plan_lite.data", "plan_lite.engine", "plan_lite.viz")
+             "plan_lite.data", "plan_lite.engine", "plan_lite.viz", "plan_lite.sweep")
 DATA_CARDS = ("synthetic_liver_ct.md", "lits.md", "msd_task03.md")
 MATHJAX = Path("_static/mathjax/es5/tex-chtml-full.js")
 

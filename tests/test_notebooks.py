@@ -32,7 +32,8 @@ SMOKE: dict[str, dict] = {
     "05_training": {"max_steps": 4, "resume_at": 2, "batch_size": 1, "patch_size": [8, 48, 48], "max_minutes": 10.0},
     "06_evaluation": {"checkpoint": "", "fallback_steps": 2, "fallback_patch": [8, 48, 48], "overlap": 0.0,
                       "n_worst": 1},
-    "07_experiments": {"variants": ["plan", "pixel_only"], "max_steps": 2, "patch_size": [8, 48, 48]},
+    "07_experiments": {"variants": ["plan", "pixel_only"], "max_steps": 2, "patch_size": [8, 48, 48],
+                       "sweep_fes_points": [1]},
 }
 
 

@@ -12,9 +12,10 @@
 #
 # ## Overview
 # 1. The variants as config overrides.
-# 2. One budget, every variant: `run_experiment` (or `plan-lite experiment`, or papermill sweeps of lesson 5).
+# 2. One budget, every variant: `run_experiment` (or `plan-lite experiment`, or `plan-lite sweep` over lesson 5).
 # 3. The ablation table and a precision / recall plot.
 # 4. The reference run: all six variants, 600 steps each.
+# 5. Sweeping a lesson's parameters: `plan_lite.sweep` runs lesson 3 for several numbers of FES points.
 #
 # ## Prerequisites
 #
@@ -26,7 +27,7 @@
 # - **Time to learn**: 20 minutes (plus the runs you launch yourself).
 # - **System requirements**: CPU; about 1 minute per variant on one core with the defaults (each variant
 #   preprocesses the train split, trains, predicts and evaluates the test split). Meaningful comparisons need the
-#   `paper` preset on a GPU for hours per variant.
+#   `paper` preset on a GPU for hours per variant. The lesson-3 sweep of section 5 adds about 10 s per run.
 #
 # ---
 
@@ -40,11 +41,12 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-from IPython.display import Markdown, display
+from IPython.display import Image, Markdown, display
 
 from plan_lite.config import CPU_RECIPE, EASY_SYNTH, VARIANTS, config_diff, get_preset
 from plan_lite.engine.experiment import ablation_markdown, run_experiment
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
+from plan_lite.sweep import plot, run_sweep
 from plan_lite.utils import atomic_write_json
 
 T0 = time.time()
@@ -64,6 +66,7 @@ max_steps = 100  # training steps per variant (the reference run below used 600)
 patch_size = []  # (D, H, W) training patch of every variant, or [] for the recipe's
 overlap = 0.0  # sliding-window overlap at inference (0 is fastest)
 reference = "../benchmarks/results/ablation_tiny_cpu.json"  # the committed longer run ("" to skip)
+sweep_fes_points = [1, 2, 3]  # values of lesson 3's fes_fg_points swept in section 5 ([] skips the sweep)
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
@@ -75,6 +78,9 @@ need(is_int(max_steps) and max_steps >= 2, f"max_steps must be an int >= 2, got 
 need(isinstance(patch_size, (list, tuple)) and (len(patch_size) == 0 or (len(patch_size) == 3 and all(
     is_int(s) and s > 0 for s in patch_size))), f"patch_size must be [] or three ints (D, H, W), got {patch_size!r}")
 need(isinstance(reference, str), f"reference must be a path string, got {reference!r}")
+need(isinstance(sweep_fes_points, (list, tuple)) and all(is_int(n) and n >= 1 for n in sweep_fes_points)
+      and len(set(sweep_fes_points)) == len(sweep_fes_points),
+      f"sweep_fes_points must be a list of distinct ints >= 1, got {sweep_fes_points!r}")
 need(isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <= overlap < 1,
       f"overlap must be a number in [0, 1), got {overlap!r}")
 
@@ -116,12 +122,12 @@ display(Markdown("\n".join(rows)))
 #     --no-validate --lesion-decision merged --set spacing=5,4,4 --set patch_size=8,48,48 ...  # CPU_RECIPE
 # ```
 #
-# or, to keep every run as an executed notebook, a papermill sweep over lesson 5:
+# or, to keep every run as an executed notebook, `plan-lite sweep` over lesson 5 (one executed copy and one
+# `metrics.json` per value, gathered into `runs/batch/results.md`; section 5 and the book page *Parameter sweeps*):
 #
 # ```bash
-# for v in plan no_anchor no_fes; do
-#   papermill 05_training.ipynb runs/05_$v.ipynb -k python3 -p out_dir runs/$v ...
-# done
+# plan-lite sweep notebooks/05_training.ipynb --param batch_size 1 2 4 --set max_steps 200 --set resume_at 0 \
+#     --out runs/batch --jobs 2 --plot last_pixel_loss:batch_size
 # ```
 #
 # Every variant is predicted with the `"merged"` lesion decision (lesson 6) and its own semantic map (the lesion
@@ -201,13 +207,52 @@ else:
     print(f"no reference results at {reference!r}")
 
 # %% [markdown]
-# The per-variant summaries are written to `out_dir/metrics.json`:
+# ## 5. Sweeping a lesson's parameters
+#
+# `run_experiment` sweeps config variants of one training recipe. For any other question - "lesson 5 with
+# `batch_size = 4`", "lesson 3 with fewer FES points" - `plan_lite.sweep.run_sweep(notebook, {name: [values]}, out)`
+# executes a lesson once per combination of parameter values with papermill (`mode="grid"`: every combination,
+# `"zip"`: the i-th values together), each into `out/<run>/` with its own `out_dir`, and gathers the
+# `metrics.json` of every run into one table (`results.csv`, `results.md`). Finished runs are kept, so a sweep
+# can be interrupted and extended; a failing run is reported and does not stop the others. From the shell:
+# `plan-lite sweep NOTEBOOK --param NAME VALUE [VALUE ...] --out DIR [--jobs N] [--plot METRIC:PARAM]`.
+#
+# Here: lesson 3 for each of `sweep_fes_points` FES points $n$, on 2 synthetic cases with 2 draws per lesion and
+# without its model demo. Lesson 3 writes `frac_lesions_zero_fg_fes`, the share of (lesion, draw) samplings in
+# which a lesion gets **no** foreground point with FES, and `frac_lesions_zero_fg_importance` for importance
+# sampling alone; the share of draws that *contain* a lesion point is one minus these.
+
+# %%
+sweep = None
+if sweep_fes_points:
+    t = time.time()
+    sweep = run_sweep("03_fes_loss.ipynb", {"fes_fg_points": list(sweep_fes_points)}, out_path / "fes_sweep",
+                      fixed={"n_cases": 2, "n_draws": 2, "demo_patch": [], "seed": seed}, progress=False)
+    print(f"{len(sweep.rows)} runs of lesson 3 in {time.time() - t:.0f} s ({len(sweep.failed)} failed)")
+    shown = ["n_lesions", "n_samplings", "min_fg_points_fes", "frac_lesions_zero_fg_fes",
+             "frac_lesions_zero_fg_importance"]
+    display(Markdown(sweep.to_markdown(metrics=shown)))
+    if sweep.ok:
+        png = out_path / "fes_sweep.png"
+        plot(sweep, ["frac_lesions_zero_fg_fes", "frac_lesions_zero_fg_importance"], "fes_fg_points", png,
+             title="lesson 3: samplings with no foreground point")
+        display(Image(data=png.read_bytes(), format="png"))
+
+# %% [markdown]
+# With FES no sampling misses its lesion, whatever $n \ge 1$; importance sampling alone misses a share of the
+# small lesions (that column changes a little between runs only because the random draws differ).
+#
+# The per-variant summaries (and the sweep's rows) are written to `out_dir/metrics.json`:
 
 # %%
 metrics = {"preset": preset, "max_steps": max_steps, "variants": names,
            "results": {v: {k: res[v]["summary"].get(k) for k in ("precision", "recall", "dice", "auc_any_tumor")}
                        for v in names},
-           "reference_variants": list(ref_rows), "seconds": round(time.time() - T0, 1)}
+           "reference_variants": list(ref_rows),
+           "fes_sweep": [{k: r.get(k) for k in ("run", "status", "fes_fg_points", "min_fg_points_fes",
+                                                 "frac_lesions_zero_fg_fes", "frac_lesions_zero_fg_importance")}
+                         for r in sweep.rows] if sweep else [],
+           "seconds": round(time.time() - T0, 1)}
 atomic_write_json(out_path / "metrics.json", metrics)
 print(json.dumps(metrics, indent=2))
 
@@ -221,6 +266,9 @@ print(json.dumps(metrics, indent=2))
 # - On a GPU: `preset = "paper"`, `patch_size = [24, 256, 256]` and thousands of steps per variant.
 # - Add your own variant: any config option works as an override, e.g. `fes_fg_points = 2` (the official code's
 #   value) or `num_queries = 50`.
+# - Sweep lesson 3's K as well: `run_sweep("03_fes_loss.ipynb", {"fes_fg_points": [1, 3], "num_points": [3136,
+#   12544]}, ...)` gives 4 runs; `plot(sweep, "frac_lesions_zero_fg_importance", "num_points", path)` draws one line
+#   per value of `fes_fg_points`. `jobs=2` runs two at a time.
 #
 # ## Summary
 #
@@ -229,6 +277,8 @@ print(json.dumps(metrics, indent=2))
 # - `ablation.md` is the paper's Table 4 layout: lesion precision / recall, recall by radius, type accuracy,
 #   Dice and patient AUCs per variant.
 # - Tiny budgets test the pipeline; conclusions need paper-scale training.
+# - `plan_lite.sweep` / `plan-lite sweep` runs any lesson over a grid of parameter values and gathers the
+#   `metrics.json` of every run into one table.
 #
 # ## What's next
 #
