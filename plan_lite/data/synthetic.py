@@ -40,7 +40,7 @@ from plan_lite.labels import (
     patient_output_names,
 )
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: noise SD scaled by voxel volume (noise_sd_factor)
 GROUPS = ("tumor", "normal", "hard")
 SPLITS = ("train", "val", "test")
 PHASE_INDEX = {p: i for i, p in enumerate(PHASES)}
