@@ -16,7 +16,7 @@ from pathlib import Path
 from plan_lite.errors import PlanLiteError
 from plan_lite.utils import atomic_write_json
 
-THRESHOLDS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+THRESHOLDS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 
 
 def threshold_table(predictor, dataset_dir, case_ids, thresholds=THRESHOLDS, progress: bool = False) -> list[dict]:
