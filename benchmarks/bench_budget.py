@@ -6,6 +6,10 @@ splits with the checkpoint's own inference settings (the lesion branch's instanc
 the test split with the paper's protocol (``evaluate_folders``; patient threshold chosen on val). Steps per budget
 come from a short calibration run of the same variant (seconds per stage-1 and stage-2 step on this machine).
 
+Training CPU time is measured with ``time.process_time`` (one thread), so other jobs on the machine change the
+wall time, not the budget. The lesion score threshold of PLAN's instance output is chosen on val after training
+(``plan_lite.engine.calibrate``), as ``train`` does by default.
+
 Each figure is printed with its 95 % bootstrap interval over test cases and next to its chance level: the fraction
 of the liver the model marks as lesion (a detector that marked that fraction at random would reach about that
 recall). Finished runs are not redone (``OUT/<cohort>/<variant>_<minutes>min/metrics.json``)::
@@ -57,22 +61,18 @@ def config_for(variant: str, seed: int, overrides: dict):
     return get_preset("tiny", **{**CPU_RECIPE, **VARIANTS[variant], **overrides, "seed": seed})
 
 
-def calibrate(data: Path, variant: str, seed: int, overrides: dict) -> tuple[float, float, float]:
-    """Seconds per stage-1 and stage-2 step (median of a 60-step run) and the stage-1 share of the schedule."""
-    import numpy as np
+def calibrate(data: Path, variant: str, seed: int, overrides: dict) -> float:
+    """CPU seconds per step (this process, one thread) of a 60-step run with the recipe's stage split.
 
-    from plan_lite.engine.train import Schedule, train
+    CPU time, not wall time: other jobs on the machine slow the wall clock but not the work a step needs.
+    """
+    from plan_lite.engine.train import train
 
     cfg = config_for(variant, seed, overrides)
     with tempfile.TemporaryDirectory(prefix="plan-cal-") as tmp:
-        train(data, cfg, Path(tmp) / "run", max_steps=60, progress=False, validate=False)
-        log = [json.loads(x) for x in (Path(tmp) / "run" / "log.jsonl").read_text().splitlines()]
-    t = np.diff([0.0] + [r["time"] for r in log])
-    st = np.array([r["stage"] for r in log])
-    r1 = float(np.median(t[5:][st[5:] == 1])) if (st == 1).sum() > 5 else 0.0
-    r2 = float(np.median(t[st == 2][2:])) if (st == 2).sum() > 3 else r1
-    sched = Schedule.from_config(cfg, 1000)
-    return r1, r2, sched.stage1 / sched.total
+        t = time.process_time()
+        train(data, cfg, Path(tmp) / "run", max_steps=60, progress=False, validate=False, calibrate=False)
+        return (time.process_time() - t) / 60
 
 
 def run_one(job: dict) -> dict:
@@ -89,17 +89,22 @@ def run_one(job: dict) -> dict:
     if done.exists():
         return json.loads(done.read_text())
     data, variant, seed, overrides = Path(job["data"]), job["variant"], job["seed"], job["overrides"]
+    per_step = None
     if job.get("steps"):
-        r1 = r2 = None
         steps = int(job["steps"])
     else:
-        r1, r2, share = calibrate(data, variant, seed, overrides)
-        steps = max(50, int(job["minutes"] * 60 / (share * r1 + (1 - share) * r2)))
+        per_step = calibrate(data, variant, seed, overrides)
+        steps = max(50, int(job["minutes"] * 60 / per_step))
     cfg = config_for(variant, seed, overrides)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     train(data, cfg, out / "run", max_steps=steps, progress=False, validate=False,
-          resume=(out / "run" / "last.pt").exists())
-    train_s = time.time() - t0
+          resume=(out / "run" / "last.pt").exists(), calibrate=False)
+    train_s, train_cpu_s = time.time() - t0, time.process_time() - c0
+    from plan_lite.engine.calibrate import calibrate_checkpoint
+
+    t0 = time.time()
+    calib = calibrate_checkpoint(out / "run" / "last.pt", data)  # the lesion score threshold, chosen on val
+    calib_s = time.time() - t0
     t0 = time.time()
     predict(out / "run" / "last.pt", [data], out / "pred", progress=False, split=("val", "test"))
     predict_s = time.time() - t0
@@ -108,7 +113,8 @@ def run_one(job: dict) -> dict:
                          progress=False)
     chance = marked_liver_fraction(data, out / "pred", cases=list(m["per_case"]))
     res = {"cohort": job["cohort"], "variant": variant, "minutes": job["minutes"], "seed": seed, "steps": steps,
-           "sec_per_step": {"stage1": r1, "stage2": r2}, "train_s": train_s, "predict_s": predict_s,
+           "cpu_s_per_step": per_step, "train_s": train_s, "train_cpu_s": train_cpu_s, "predict_s": predict_s,
+           "calibration_s": calib_s, "score_threshold": calib.get("score_threshold"),
            "chance_recall": chance, "ci95": bootstrap_intervals(m), "overrides": overrides,
            "inference": json.loads((out / "pred" / "prediction.json").read_text()),
            "lesion": {k: v for k, v in m["lesion"].items() if k != "pairs"}, "pixel": m["pixel"],
@@ -149,7 +155,7 @@ def table(results: list[dict]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for res in sorted(results, key=lambda r: (r["cohort"], r["steps"], r["variant"])):
         vals, ci = row_values(res), res.get("ci95", {})
-        cells = [res["cohort"], res["variant"], f"{res['train_s'] / 60:.1f}", str(res["steps"]),
+        cells = [res["cohort"], res["variant"], f"{res['train_cpu_s'] / 60:.1f}", str(res["steps"]),
                  _pct(res["chance_recall"])]
         cells += [_pct(vals.get(k), ci.get(k)) for k in KEYS]
         lines.append("| " + " | ".join(cells) + " |")

@@ -1,7 +1,8 @@
 """End-to-end accuracy over seeds: synthetic data -> train (tiny, CPU recipe) -> predict -> evaluate.
 
-The recipe of ``tests/test_e2e.py`` (``config.CPU_RECIPE`` on ``config.EASY_SYNTH`` data, 40 tumour cases, full PLAN,
-prediction from the pixel branch with the ``"merged"`` lesion decision, 1 torch thread), run once per seed: the seed
+The recipe of ``tests/test_e2e.py`` (``config.CPU_RECIPE`` on ``config.CPU_SYNTH`` data, 40 tumour cases, full PLAN,
+prediction from the pixel branch with the ``"merged"`` lesion decision, 1 torch thread; the lesion branch's instance
+output with its val-calibrated threshold is recorded too), run once per seed: the seed
 sets both the generated cohort and the training run. The test asserts only what holds with a wide margin on every
 CPU; the accuracy of one training trajectory depends on the CPU's floating-point path, so it is measured here.
 
@@ -24,7 +25,7 @@ import torch
 
 
 def run_seed(seed: int, steps: int, root: Path) -> dict:
-    from plan_lite.config import CPU_RECIPE, EASY_SYNTH, get_preset
+    from plan_lite.config import CPU_RECIPE, CPU_SYNTH, get_preset
     from plan_lite.data.synthetic import generate_dataset
     from plan_lite.engine.infer import predict
     from plan_lite.engine.train import train
@@ -34,7 +35,7 @@ def run_seed(seed: int, steps: int, root: Path) -> dict:
     ds = root / "ds"
     if not (ds / "dataset.json").exists():
         generate_dataset(ds, 40, seed=seed, progress=False, group_fractions=(1.0, 0.0, 0.0), overwrite=True,
-                         **EASY_SYNTH)
+                         **CPU_SYNTH)
     cfg = get_preset("tiny", **CPU_RECIPE, val_every=steps, seed=seed)
     cpu = time.process_time()
     run = train(ds, cfg, root / "run", max_steps=steps, progress=False, validate=False)
@@ -42,11 +43,14 @@ def run_seed(seed: int, steps: int, root: Path) -> dict:
     recs = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     pix = np.array([r["loss_pixel_ce"] + r["loss_pixel_dice"] for r in recs])
     pred = predict(run / "last.pt", [ds], root / "pred", split="test", progress=False, semantic="pixel",
-                   lesion_decision="merged")
+                   lesion_output="semantic", lesion_decision="merged")
     m = evaluate_folders(ds, pred, cases_csv=ds / "cases.csv", splits=("test",), progress=False)
     chance = marked_liver_fraction(ds, pred)
     les = m["lesion"]
-    return {"seed": seed, "steps": steps, "loss_ratio": float(pix[-10:].mean() / pix[:10].mean()),
+    inst = predict(run / "last.pt", [ds], root / "pred_instance", split="test", progress=False)
+    mi = evaluate_folders(ds, inst, cases_csv=ds / "cases.csv", splits=("test",), progress=False)
+    return {"instance_recall": mi["lesion"]["recall"], "instance_precision": mi["lesion"]["precision"],
+            "instance_chance": marked_liver_fraction(ds, inst),"seed": seed, "steps": steps, "loss_ratio": float(pix[-10:].mean() / pix[:10].mean()),
             "recall": les["recall"], "precision": les["precision"], "tp": les["tp"], "fn": les["fn"],
             "fp": les["fp"], "chance": chance, "recall_over_chance": (les["recall"] or 0) / max(chance, 1e-9),
             "dice": m["pixel"]["dice"], "train_cpu_s": round(cpu, 1)}

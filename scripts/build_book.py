@@ -2,7 +2,7 @@
 """Build the plan-lite book offline (``make book``).
 
 1. make sure the synthetic datasets exist (``make data`` makes them; generated here if missing): the realistic
-   ``data/synthetic`` (lessons 1-4) and the easy cohort ``data/synthetic_easy`` (lessons 5-7);
+   ``data/synthetic`` (lessons 1-4) and ``data/synthetic_cpu`` at 5 x 4 x 4 mm (lessons 5-7);
 2. execute every ``notebooks/0*.ipynb`` with papermill (kernel ``python3``, cwd ``notebooks/``, default
    parameters) into ``book/notebooks/``, ``--jobs`` at a time (default 2) in separate processes; wall times go
    to ``<build>/notebook_times.json``, kernel output to ``<build>/logs/``; any failing cell stops the build with
@@ -38,6 +38,7 @@ API_ROOTS = ("plan_lite.config", "plan_lite.labels", "plan_lite.model", "plan_li
              "plan_lite.data", "plan_lite.engine", "plan_lite.viz", "plan_lite.sweep")
 DATA_CARDS = ("synthetic_liver_ct.md", "lits.md", "msd_task03.md")
 MATHJAX = Path("_static/mathjax/es5/tex-chtml-full.js")
+WIDGETS_JS = Path("_static/widgets/embed-amd.js")  # make widgets: Jupyter widgets drawn offline
 
 
 def log(msg: str) -> None:
@@ -50,9 +51,8 @@ def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 # ---------------------------------------------------------------------------------------------------- step 1
-# The easy cohort of lessons 5-7 (plan_lite.config.EASY_SYNTH; the same 60 cases as the committed reference run
-# benchmarks/results/ablation_tiny_cpu.json).
-EASY_ARGS = ("--spacing", "5", "4", "4", "--shape", "24", "96", "96", "--lesion-contrast", "2", "--noise-scale", "0.5")
+# The cohort of lessons 5-7 (plan_lite.config.CPU_SYNTH: the realistic generator at 5 x 4 x 4 mm).
+CPU_ARGS = ("--spacing", "5", "4", "4", "--shape", "24", "96", "96")
 
 
 def ensure_data(data: Path, cases: int, extra: tuple[str, ...] = ()) -> None:
@@ -304,9 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
     p.add_argument("--data", type=Path, default=ROOT / "data" / "synthetic")
     p.add_argument("--cases", type=int, default=24, help="synthetic cases if the dataset must be generated")
-    p.add_argument("--easy-data", type=Path, default=ROOT / "data" / "synthetic_easy",
-                   help="easy cohort of lessons 5-7 (generated if missing)")
-    p.add_argument("--easy-cases", type=int, default=60, help="cases of the easy cohort if it must be generated")
+    p.add_argument("--cpu-data", type=Path, default=ROOT / "data" / "synthetic_cpu",
+                   help="cohort of lessons 5-7 at 5 x 4 x 4 mm (generated if missing)")
+    p.add_argument("--cpu-cases", type=int, default=60, help="cases of that cohort if it must be generated")
     p.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                    help="notebooks executed in parallel (default: 2, or 1 on a 1-core machine)")
     p.add_argument("--demo-dir", type=Path, default=ROOT / "build" / "demo")
@@ -325,9 +325,12 @@ def main(argv: list[str] | None = None) -> int:
     build_dir = (args.path_output.resolve() if args.path_output else book) / "_build"
     if not (book / MATHJAX).exists():
         log(f"warning: {book / MATHJAX} missing (run `make mathjax`): math will not render offline")
+    if not (book / WIDGETS_JS).exists():
+        log(f"warning: {book / WIDGETS_JS} missing (run `make widgets`): widgets (the lesion browser) will not "
+            "render in the book")
     if not args.skip_notebooks:
         ensure_data(args.data.resolve(), args.cases)
-        ensure_data(args.easy_data.resolve(), args.easy_cases, EASY_ARGS)
+        ensure_data(args.cpu_data.resolve(), args.cpu_cases, CPU_ARGS)
         execute_notebooks(args.notebooks.resolve(), book / "notebooks", build_dir, book, args.only, args.timeout,
                           args.jobs)
     write_config_diff(gen)

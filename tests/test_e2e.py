@@ -1,8 +1,8 @@
 """End to end: synthetic data -> train (tiny) -> predict -> evaluate (the paper's evaluation protocol, Sec. 3).
 
-Recipe: ``config.CPU_RECIPE`` on ``config.EASY_SYNTH`` data (lesion contrast x2, noise x0.5, 5 x 4 x 4 mm), 40
-tumour cases (24 train, 8 test), 600 steps of the full PLAN (480 in stage 1), 1 thread; prediction from the pixel
-branch (``semantic="pixel"``) with the ``"merged"`` lesion decision.
+Recipe: ``config.CPU_RECIPE`` on ``config.CPU_SYNTH`` data (the realistic generator at 5 x 4 x 4 mm), 40 tumour cases
+(24 train, 8 test), 600 steps of the full PLAN (300 in stage 1), 1 thread; prediction from the pixel branch
+(``semantic="pixel"``, ``lesion_output="semantic"``) with the ``"merged"`` lesion decision.
 
 What one 600-step trajectory reaches depends on the CPU's floating-point path, so this test asserts only what holds
 with a wide margin everywhere: the pipeline runs and writes what it should, the pixel loss falls to well under
@@ -30,12 +30,12 @@ STEPS = 600
 def trained(tmp_path_factory):
     import time
 
-    from plan_lite.config import CPU_RECIPE, EASY_SYNTH, get_preset
+    from plan_lite.config import CPU_RECIPE, CPU_SYNTH, get_preset
     from plan_lite.data.synthetic import generate_dataset
     from plan_lite.engine.train import train
 
     root = tmp_path_factory.mktemp("e2e")
-    ds = generate_dataset(root / "ds", 40, seed=0, progress=False, group_fractions=(1.0, 0.0, 0.0), **EASY_SYNTH)
+    ds = generate_dataset(root / "ds", 40, seed=0, progress=False, group_fractions=(1.0, 0.0, 0.0), **CPU_SYNTH)
     cfg = get_preset("tiny", **CPU_RECIPE, val_every=STEPS)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # 2 OpenMP threads on 2 shared cores: 6 s/step when another job runs, 0.4 s with 1
@@ -69,7 +69,7 @@ def evaluated(trained, tmp_path_factory):
 
     ds, run = trained
     pred = predict(run / "last.pt", [ds], tmp_path_factory.mktemp("pred"), split="test", progress=False,
-                   semantic="pixel", lesion_decision="merged")
+                   semantic="pixel", lesion_output="semantic", lesion_decision="merged")
     m = evaluate_folders(ds, pred, cases_csv=ds / "cases.csv", splits=("test",), progress=False)
     for f in sorted(pred.glob("*.nii.gz")):
         gt, _, gt_aff = read_image(ds / "labelsTr" / f.name)

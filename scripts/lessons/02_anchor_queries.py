@@ -68,8 +68,8 @@ n_cases = 6  # cases of the fallback dataset when data_dir does not exist
 preset = "tiny"  # model size (the same code runs paper on a GPU)
 patch_size = [16, 96, 96]  # (D, H, W) of the patches, divisible by the total stride of the preset
 n_patches = 4  # lesion patches in the matching experiment
-pixel_source = "oracle"  # oracle (pixel logits from the labels) or model (the own pixel branch)
-checkpoint = ""  # optional trained run (e.g. ../build/lessons/05/run/last.pt) to load into both models
+pixel_source = "auto"  # oracle (pixel logits from the labels), model (the own pixel branch), auto: model if trained
+checkpoint = "reference"  # "reference": the shipped trained model (plan_lite.reference); a run's last.pt; "": none
 interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
@@ -77,7 +77,7 @@ check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=3, pres
 need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(is_int(s) and s > 0 for s in patch_size),
       f"patch_size must be three ints (D, H, W), got {patch_size!r}")
 need(is_int(n_patches) and n_patches >= 1, f"n_patches must be an int >= 1, got {n_patches!r}")
-need(pixel_source in ("oracle", "model"), f"pixel_source must be 'oracle' or 'model', got {pixel_source!r}")
+need(pixel_source in ("oracle", "model", "auto"), f"pixel_source must be oracle, model or auto, got {pixel_source!r}")
 need(isinstance(checkpoint, str), f"checkpoint must be a path string ('' for none), got {checkpoint!r}")
 
 out_path = Path(out_dir)
@@ -92,7 +92,14 @@ metrics = {"preset": preset, "patch_size": list(patch_size), "pixel_source": pix
 
 # %%
 data_path = ensure_dataset(data_dir, out_path, n_cases, seed)
+if checkpoint == "reference":
+    from plan_lite.reference import checkpoint_path
+
+    checkpoint = str(checkpoint_path())
 state = load_checkpoint(checkpoint) if checkpoint and Path(checkpoint).exists() else None
+if pixel_source == "auto":
+    pixel_source = "model" if state is not None else "oracle"
+print(f"pixel source: {pixel_source}")
 if state is not None:  # a trained run brings its own config (spacing, patch) and intensity statistics
     cfg = PlanConfig.from_dict(state["config"])
     print(f"{checkpoint}: preset {cfg.name}, patch {cfg.train.patch_size}, spacing {cfg.data.spacing}")
@@ -121,9 +128,11 @@ print(f"{len(patches)} patches of {tuple(cfg.train.patch_size)} from {tumor_ids}
 #
 # $$ s(x) = \sum_{c=7}^{14} \operatorname{softmax}\big(z(x)\big)_c \;>\; 0.1 , $$
 #
-# a soft threshold (not the argmax), so a lesion the pixel branch is unsure about still gets an anchor. To study
-# the anchors independently of how well a pixel branch has been trained, `pixel_source = "oracle"` stands in a
-# perfect stage-1 model: logits $10 \cdot \text{one-hot}(\text{label})$. The lesion branch stays **untrained**.
+# a soft threshold (not the argmax), so a lesion the pixel branch is unsure about still gets an anchor. By default
+# the weights are the shipped **reference model** (`plan_lite.reference`), so the anchors come from a trained
+# pixel branch on real lesions (`pixel_source = "model"`). To study the anchors independently of any training,
+# `checkpoint = ""` uses an untrained model and `pixel_source = "oracle"` stands in a perfect stage-1 model:
+# logits $10 \cdot \text{one-hot}(\text{label})$.
 
 # %%
 torch.manual_seed(seed)
@@ -295,14 +304,14 @@ metrics["n_patches"] = len(patches)
 
 # %% [markdown]
 # :::{note}
-# Read the table with the setup in mind: the **lesion branch is untrained**, so its mask head has not yet learned
-# to turn a query vector into that region's mask; matched Dice values are near zero either way and the
-# Hungarian assignment among near-equal costs is close to arbitrary. What anchors change already at this point
-# is the **supply** of queries: with only $Q$ learned queries and one target per stuff region and per lesion,
-# some lesion targets cannot be matched at all and get no mask loss. Anchors add one query per candidate lesion
-# whose starting vector is that lesion's mean embedding, and training (lesson 5) teaches the mask head to use it.
-# Pass a trained checkpoint (`checkpoint = "../build/lessons/05/run/last.pt"`) to repeat the measurement with a
-# trained lesion branch.
+# Read the table with the model in mind. With the **reference model** (the default, `checkpoint = "reference"`:
+# the same recipe trained for about 45 CPU minutes) the pixel branch finds the lesions, so there are lesion
+# anchors on real lesions, and the mask head has learned to turn a query vector into a mask: the matched Dice and
+# the share of lesion targets matched to a lesion anchor say how much the trained decoder relies on the anchors.
+# With `checkpoint = ""` the lesion branch is **untrained** (anchors from the oracle pixel branch): matched Dice
+# values are near zero either way and the assignment among near-equal costs is close to arbitrary; what anchors
+# change there is only the **supply** of queries (with $Q$ learned queries and one target per stuff region and
+# per lesion, some lesion targets cannot be matched at all).
 # :::
 #
 # The numbers quoted in this lesson are written to `out_dir/metrics.json`:
@@ -315,13 +324,10 @@ print(json.dumps(metrics, indent=2))
 # %% [markdown]
 # ## Try it
 #
-# - `pixel_source = "model"`: anchors from the untrained pixel branch. Expect no lesion anchors (or noise): the
-#   anchors are only as good as stage 1, which is why PLAN trains the pixel branch alone first.
-# - `checkpoint = "../build/lessons/05/run/last.pt"`, `data_dir = "../data/synthetic_easy"`,
-#   `pixel_source = "model"` after lesson 5: the trained pixel branch now yields lesion anchors, but a CPU run's
-#   short stage 2 does not train the mask head. Measured with a 600-step CPU run (480 + 120 stage-2 steps, 8
-#   patches): matched Dice 0.005 with and without anchors, no lesion target matched to a lesion anchor. The
-#   difference anchors make needs a trained lesion branch (the paper's 500 stage-2 epochs, a GPU).
+# - `checkpoint = ""`, `pixel_source = "model"`: anchors from an untrained pixel branch. Expect no lesion anchors
+#   (or noise): the anchors are only as good as stage 1, which is why PLAN trains the pixel branch alone first.
+# - `checkpoint = "../build/lessons/05/run/last.pt"`, `data_dir = "../data/synthetic_cpu"` after lesson 5: a
+#   few-minute run instead of the reference model; compare the matched Dice.
 # - `preset = "paper"` with `patch_size = [24, 256, 256]` (GPU recommended): Q = 20 learned queries.
 #
 # ## Summary

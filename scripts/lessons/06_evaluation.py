@@ -10,7 +10,8 @@
 #
 # ## Overview
 # 1. Predict the validation and test splits (`plan_lite.engine.infer.predict`).
-# 2. Metrics and tables shaped like the paper's Tables 1 and 2 (`evaluate_folders`, `tables_markdown`).
+# 2. Metrics and tables shaped like the paper's Tables 1 and 2 (`evaluate_folders`, `tables_markdown`), against
+#    chance, against the same model's pixel branch and against the reference model trained for 45 CPU minutes.
 # 3. Patient-level ROC curves with the operating point (Fig. 2 style).
 # 4. Lesion recall by size.
 # 5. The worst cases: ground truth vs prediction; slice viewer and 3D view.
@@ -39,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Markdown, display
 
-from plan_lite.config import CPU_RECIPE, EASY_SYNTH, get_preset
+from plan_lite.config import CPU_RECIPE, CPU_SYNTH, get_preset
 from plan_lite.data.io import MSDDataset, read_image
 from plan_lite.engine.infer import predict
 from plan_lite.engine.train import train
@@ -54,17 +55,19 @@ T0 = time.time()
 # ## Parameters
 
 # %% [parameters]
-data_dir = "../data/synthetic_easy"  # the cohort lesson 5 trained on (`make book`); generated if absent
+data_dir = "../data/synthetic_cpu"  # the cohort lesson 5 trained on (`make book`); generated if absent
 out_dir = "../build/lessons/06"  # predictions, figures and metrics.json
 checkpoint = "../build/lessons/05/run/last.pt"  # trained in lesson 5; a short run is trained here if missing
 seed = 0
-n_cases = 40  # cases of the fallback (easy) dataset when data_dir does not exist
+n_cases = 40  # cases of the fallback dataset when data_dir does not exist
 split = "test"  # split of cases.csv to evaluate
 fallback_steps = 12  # steps of the short run when the checkpoint is missing
 fallback_patch = [8, 48, 48]  # (D, H, W) patch of that short run (CPU recipe)
 overlap = 0.5  # sliding-window overlap at inference (paper code 0.5)
-semantic = "pixel"  # "lesion" (paper: lesion-branch semantic map), "pixel" (pixel branch) or "fused"
-lesion_decision = "merged"  # "argmax" of the 15 classes, or "merged": lesion where the summed lesion probability wins
+lesion_output = None  # None: the checkpoint's setting ("instance"); or "instance" / "semantic"
+semantic = None  # None: the checkpoint's; "lesion" (lesion-branch map), "pixel" (pixel branch) or "fused"
+lesion_decision = None  # None: the checkpoint's; semantic output: "argmax" of the 15 classes or "merged"
+compare = True  # also evaluate the pixel branch of the same checkpoint and the shipped reference model
 n_worst = 2  # worst cases shown
 interactive_3d = False  # True in a live JupyterLab: rotatable 3D view (k3d); False: static montage
 
@@ -77,8 +80,12 @@ need(isinstance(fallback_patch, (list, tuple)) and len(fallback_patch) == 3
       and all(is_int(s) and s > 0 for s in fallback_patch), f"fallback_patch must be three ints, got {fallback_patch!r}")
 need(isinstance(overlap, (int, float)) and not isinstance(overlap, bool) and 0 <= overlap < 1,
       f"overlap must be a number in [0, 1), got {overlap!r}")
-need(semantic in ("lesion", "pixel", "fused"), f"semantic must be lesion, pixel or fused, got {semantic!r}")
-need(lesion_decision in ("argmax", "merged"), f"lesion_decision must be argmax or merged, got {lesion_decision!r}")
+need(lesion_output in (None, "instance", "semantic"), f"lesion_output must be None, instance or semantic, got "
+     f"{lesion_output!r}")
+need(semantic in (None, "lesion", "pixel", "fused"), f"semantic must be None, lesion, pixel or fused, got {semantic!r}")
+need(lesion_decision in (None, "argmax", "merged"), f"lesion_decision must be None, argmax or merged, got "
+     f"{lesion_decision!r}")
+need(isinstance(compare, bool), f"compare must be True or False, got {compare!r}")
 need(is_int(n_worst) and n_worst >= 0, f"n_worst must be an int >= 0, got {n_worst!r}")
 
 out_path = Path(out_dir)
@@ -93,16 +100,16 @@ out_path.mkdir(parents=True, exist_ok=True)
 # inside the liver), maps everything back to the original grid and writes `{case}.nii.gz`,
 # `{case}_lesions.json` and `{case}_patient.json` (the 11 patient-branch probabilities).
 #
-# Two choices are parameters. `semantic = "pixel"` (the default here) takes the class probabilities from the
-# pixel branch instead of the paper's lesion-branch map: after lesson 5's short stage 2 the query masks are still
-# blurry, while the pixel branch has had 80 % of the steps. `lesion_decision = "merged"` calls a voxel a lesion when
-# the **summed** probability of the eight lesion labels beats every other class (then it takes the most probable
-# type); a short-trained model spreads lesion probability over the types, and the plain argmax then finds no
-# lesion at all. With a long (GPU) training, use `semantic = "lesion"` and `lesion_decision = "argmax"`, the
-# paper's inference.
+# The lesions come from the **lesion branch** by Mask2Former's instance inference: every query gets a score (its
+# lesion probability times the mean mask probability inside its mask), queries above a threshold paint their masks
+# (the higher score x mask probability wins a voxel), and each painted region is one lesion with its type and
+# score. The threshold is not 0.5 by fiat: at the end of training `train` chose it on the **validation** split
+# (the highest lesion F1) and stored it in the checkpoint with the other inference settings, so `predict` needs
+# no flag to reproduce what training validated (`prediction.json` records what was used). The parameters
+# `lesion_output`, `semantic`, `lesion_decision` override the checkpoint (None keeps it).
 
 # %%
-data_path = ensure_dataset(data_dir, out_path, n_cases, seed, **EASY_SYNTH)
+data_path = ensure_dataset(data_dir, out_path, n_cases, seed, **CPU_SYNTH)
 ckpt = Path(checkpoint) if checkpoint else None
 trained_here = False
 if ckpt is None or not ckpt.is_file():
@@ -118,8 +125,10 @@ t = time.time()
 # the validation split too: the patient threshold is chosen there (Sec. 3), then applied to the evaluated split
 splits = ("val", split) if split != "val" else ("val",)
 predict(ckpt, [data_path], pred_dir, split=splits, progress=True, overlap=overlap, semantic=semantic,
-        lesion_decision=lesion_decision)
+        lesion_decision=lesion_decision, lesion_output=lesion_output)
 print(f"predicted the {' and '.join(splits)} splits in {time.time() - t:.0f} s into {pred_dir}")
+used = json.loads((pred_dir / "prediction.json").read_text())
+print("inference:", {k: used[k] for k in ("step", "checkpoint_stage", "lesion_output", "score_threshold", "semantic")})
 
 # %% [markdown]
 # ## 2. Metrics and the paper's tables
@@ -144,6 +153,56 @@ metrics = evaluate_folders(data_path, pred_dir, cases_csv=data_path / "cases.csv
 display(Markdown(tables_markdown(metrics, title=f"{split} split, {metrics['n_cases']} cases")))
 if trained_here:
     display(Markdown("*A very short run trained in this notebook: expect poor numbers. Run lesson 5 first.*"))
+
+# %% [markdown]
+# ### What the numbers mean: chance, the pixel branch, a longer training
+#
+# A recall means little alone. A model that marked a fraction $f$ of the liver as lesion **at random** would
+# overlap about a fraction $f$ of the lesions: that fraction is the **chance level** of the recall
+# (`marked_liver_fraction`). The table puts the lesion branch next to its chance level, next to the **pixel
+# branch of the same checkpoint** (the nnU-Net-like output the anchors are built from, read with the "merged"
+# rule: a voxel is a lesion when the summed lesion probability wins), and next to the **reference model** shipped
+# with plan-lite (`plan_lite.reference`: the same recipe trained for about 45 CPU minutes on other subjects),
+# evaluated on the same split.
+
+# %%
+from plan_lite.metrics import marked_liver_fraction, recall_from_bins  # noqa: E402
+
+
+def summary(name, m, pdir):
+    les, pat = m["lesion"], m["patient"]
+    p, r = les.get("precision"), les.get("recall")
+    f1 = 2 * p * r / (p + r) if p and r else None
+    return {"model / output": name, "recall": r, "precision": p, "F1": f1,
+            "recall r>=10 mm": recall_from_bins(les.get("recall_by_radius") or {}), "Dice": m["pixel"].get("dice"),
+            "AUC any tumour": pat.get("auc_any_tumor"), "specificity (normal)": pat.get("specificity_normal"),
+            "chance": marked_liver_fraction(data_path, pdir, cases=list(m["per_case"]))}
+
+
+rows = [summary(f"this run: {used['lesion_output']} output (threshold {used['score_threshold']:g})", metrics,
+                pred_dir)]
+if compare:
+    pix_dir = out_path / "pred_pixel"
+    predict(ckpt, [data_path], pix_dir, split=splits, progress=False, overlap=overlap, lesion_output="semantic",
+            semantic="pixel", lesion_decision="merged")
+    m_pix = evaluate_folders(data_path, pix_dir, cases_csv=data_path / "cases.csv", splits=(split,), progress=False)
+    rows.append(summary("this run: pixel branch (merged)", m_pix, pix_dir))
+    from plan_lite.reference import checkpoint_path, provenance
+
+    ref_dir = out_path / "pred_reference"
+    predict(checkpoint_path(), [data_path], ref_dir, split=splits, progress=False, overlap=overlap)
+    m_ref = evaluate_folders(data_path, ref_dir, cases_csv=data_path / "cases.csv", splits=(split,), progress=False)
+    rows.append(summary(f"reference model ({provenance()['steps']} steps): instance output", m_ref, ref_dir))
+
+
+def cell(v):
+    return "-" if v is None else f"{100 * v:.0f}" if isinstance(v, float) else str(v)
+
+
+head = list(rows[0])
+table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+table += ["| " + " | ".join(cell(r[k]) for k in head) + " |" for r in rows]
+display(Markdown(f"**{split} split, values in %.**\n\n" + "\n".join(table)))
 
 # %% [markdown]
 # ## 3. Patient-level ROC curves (Fig. 2 style)
@@ -217,7 +276,8 @@ if shown:
 
 # %%
 flat = flatten_metrics({k: v for k, v in metrics.items() if not k.startswith("_")})
-flat.update({"checkpoint": str(ckpt), "trained_here": trained_here, "seconds": round(time.time() - T0, 1)})
+flat.update({"checkpoint": str(ckpt), "trained_here": trained_here, "seconds": round(time.time() - T0, 1),
+             "comparison": rows})
 atomic_write_json(out_path / "metrics.json", flat)
 for k in ("pixel.dice", "lesion.precision", "lesion.recall", "lesion.type_accuracy", "patient.sensitivity",
           "patient.specificity", "patient.auc_any_tumor", "patient.auc_malignant", "patient.auc_benign"):
@@ -227,9 +287,9 @@ for k in ("pixel.dice", "lesion.precision", "lesion.recall", "lesion.type_accura
 # ## Try it
 #
 # - `overlap = 0.0`: about four times fewer windows, faster, with seams at window borders.
-# - `semantic = "lesion"`, `lesion_decision = "argmax"`: the paper's inference; after lesson 5's short stage 2 it
-#   finds far fewer lesions than the pixel branch - the lesion branch needs a long stage 2.
-# - Train longer in lesson 5 (`max_steps = 600`) and rerun: recall in the small-radius bins is the last to rise.
+# - `lesion_output = "semantic"`, `lesion_decision = "argmax"`: the official code's inference (the summed query
+#   map, then argmax); after a short stage 2 the class head is not yet sharp and it finds fewer lesions.
+# - Train longer in lesson 5 (`max_steps = 3000`) and rerun: recall in the small-radius bins is the last to rise.
 # - `split = "val"`: the threshold is chosen on val, so val sensitivity / specificity are optimistic.
 # - From the shell: `plan-lite predict RUN/last.pt DATASET --split val test --out PRED` and
 #   `plan-lite evaluate DATASET PRED --cases DATASET/cases.csv`.

@@ -43,7 +43,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Image, Markdown, display
 
-from plan_lite.config import CPU_RECIPE, EASY_SYNTH, VARIANTS, config_diff, get_preset
+from plan_lite.config import CPU_RECIPE, CPU_SYNTH, VARIANTS, config_diff, get_preset
 from plan_lite.engine.experiment import ablation_markdown, run_experiment
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.sweep import plot, run_sweep
@@ -55,10 +55,10 @@ T0 = time.time()
 # ## Parameters
 
 # %% [parameters]
-data_dir = "../data/synthetic_easy"  # easy cohort written by `make book`; generated into out_dir if absent
+data_dir = "../data/synthetic_cpu"  # the 5 x 4 x 4 mm cohort written by `make book`; generated if absent
 out_dir = "../build/lessons/07"  # one folder per variant plus ablation.json / ablation.md
 seed = 0
-n_cases = 40  # cases of the fallback (easy) dataset when data_dir does not exist
+n_cases = 40  # cases of the fallback dataset when data_dir does not exist
 preset = "tiny"
 recipe = "cpu"  # "cpu": plan_lite.config.CPU_RECIPE on top of the preset; "preset": the preset as it is (GPU)
 variants = ["plan", "pixel_only"]  # any of plan no_anchor no_fes no_consistency pixel_only mask2former
@@ -118,7 +118,7 @@ display(Markdown("\n".join(rows)))
 # resumed, so the sweep can be interrupted. The same sweep from the shell:
 #
 # ```bash
-# plan-lite experiment data/synthetic_easy --preset tiny --max-steps 600 --out runs/ablation \
+# plan-lite experiment data/synthetic_cpu --preset tiny --max-steps 600 --out runs/ablation \
 #     --no-validate --lesion-decision merged --set spacing=5,4,4 --set patch_size=8,48,48 ...  # CPU_RECIPE
 # ```
 #
@@ -140,7 +140,7 @@ display(Markdown("\n".join(rows)))
 # :::
 
 # %%
-data_path = ensure_dataset(data_dir, out_path, n_cases, seed, **EASY_SYNTH)
+data_path = ensure_dataset(data_dir, out_path, n_cases, seed, **CPU_SYNTH)
 sweep_dir = out_path / "sweep"
 overrides = dict(CPU_RECIPE) if recipe == "cpu" else {}
 if patch_size:

@@ -1,0 +1,58 @@
+"""The shipped reference model re-measured by inference only on a freshly generated check cohort.
+
+``scripts/train_reference.py`` trained it and recorded, in ``plan_lite/reference/tiny_cpu.json``, its lesion
+recall / precision, tumour Dice and patient AUC on a check cohort defined by a seed (cases it never saw). This test
+regenerates that cohort, predicts it with the shipped half-precision checkpoint and checks every recorded figure
+within the recorded tolerance (0.05 absolute: floating-point paths differ between CPUs, and one lesion of the
+~60 moves recall by ~0.02).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+
+pytestmark = pytest.mark.slow
+
+
+def test_reference_checkpoint_loads_safely():
+    from plan_lite.engine.checkpoint import load_checkpoint
+    from plan_lite.reference import checkpoint_path, provenance
+
+    path = checkpoint_path()
+    assert path.stat().st_size < 3 * 2**20, "the reference weights must stay under 3 MB"
+    state = load_checkpoint(path)  # weights_only=True
+    assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
+    prov = provenance()
+    assert {"command", "commit", "training_cohort", "check_cohort", "test_split", "check"} <= set(prov)
+    assert state["config"]["infer"]["score_threshold"] == prov["calibration"]["score_threshold"]
+
+
+def test_reference_model_reproduces_its_recorded_metrics(tmp_path):
+    from train_reference import CHECK_KEYS, evaluate_checkpoint, make_cohort, pick
+
+    from plan_lite.reference import checkpoint_path, provenance
+
+    prov = provenance()
+    spec = {k: (tuple(v) if isinstance(v, list) else v) for k, v in prov["check_cohort"].items()}
+    data = make_cohort(tmp_path / "check", {k: v for k, v in spec.items() if k not in ("lesion_contrast",
+                                                                                          "noise_scale")})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        m = evaluate_checkpoint(checkpoint_path(), data, tmp_path / "pred", splits=("test",))
+    finally:
+        torch.set_num_threads(threads)
+    tol = prov["check_tolerance"]
+    for key in CHECK_KEYS:
+        want, got = prov["check"][key], pick(m, key)
+        assert got is not None and not math.isnan(got), key
+        assert abs(got - want) <= tol, f"{key}: recorded {want:.3f}, measured {got:.3f} (tolerance {tol})"
+    assert m["lesion"]["recall"] > 2 * m["chance_recall"], "the reference model must be well above chance"
