@@ -10,13 +10,17 @@ TORCH_SPEC ?= $(shell if [ -f /etc/xdg/pip/constraints.txt ] && ls /opt/wheels/t
 DATA ?= data/synthetic
 BOOK_CASES ?= 24
 
-.PHONY: venv lock test lint book data demo lab browser-deps mathjax
+.PHONY: venv lock test lint book data demo lab browser-deps mathjax widgets
 
 # Exact versions from the lock file (make lock); torch from TORCH_SPEC; plan-lite itself without dependencies.
 LOCK := requirements-lock.txt
 PIP_VERSION ?= 26.3
 UV_SPEC ?= uv==0.13.9
 MATHJAX_VERSION ?= 3.2.2
+# Widget JavaScript for the static book (make widgets); ANYWIDGET_JS_VERSION matches the anywidget in the lock.
+REQUIREJS_VERSION ?= 2.3.8
+HTML_MANAGER_VERSION ?= 1.0.15
+ANYWIDGET_JS_VERSION ?= 0.11.0
 
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,32 +57,52 @@ book/_static/mathjax/es5/tex-chtml-full.js:
 	cp -r build/npm/node_modules/mathjax/es5/output/chtml/fonts book/_static/mathjax/es5/output/chtml/
 	cp build/npm/node_modules/mathjax/es5/tex-chtml-full.js $@
 
+# Jupyter widgets rendered offline in the static book (book/_config.yml nb_ipywidgets_js): require.js, the
+# @jupyter-widgets/html-manager bundle and anywidget's AMD module (ipyniivue's lesion browser), served from
+# _static/widgets instead of a CDN. `npm pack` fetches each package alone (no dependency tree); about 4 MB.
+WIDGETS_STAMP := book/_static/widgets/.vendored-$(REQUIREJS_VERSION)-$(HTML_MANAGER_VERSION)-$(ANYWIDGET_JS_VERSION)
+widgets: $(WIDGETS_STAMP)
+
+$(WIDGETS_STAMP):
+	@rm -rf build/npm/widgets && mkdir -p build/npm/widgets/requirejs build/npm/widgets/html-manager build/npm/widgets/anywidget
+	cd build/npm/widgets && npm pack --silent requirejs@$(REQUIREJS_VERSION) \
+	  @jupyter-widgets/html-manager@$(HTML_MANAGER_VERSION) anywidget@$(ANYWIDGET_JS_VERSION) >/dev/null
+	tar xzf build/npm/widgets/requirejs-$(REQUIREJS_VERSION).tgz -C build/npm/widgets/requirejs --strip-components=1
+	tar xzf build/npm/widgets/jupyter-widgets-html-manager-$(HTML_MANAGER_VERSION).tgz -C build/npm/widgets/html-manager \
+	  --strip-components=1
+	tar xzf build/npm/widgets/anywidget-$(ANYWIDGET_JS_VERSION).tgz -C build/npm/widgets/anywidget --strip-components=1
+	rm -rf book/_static/widgets && mkdir -p book/_static/widgets/anywidget
+	cp build/npm/widgets/requirejs/require.js book/_static/widgets/
+	cp build/npm/widgets/html-manager/dist/embed-amd.js book/_static/widgets/
+	cp build/npm/widgets/html-manager/dist/embed.js.LICENSE.txt book/_static/widgets/html-manager.LICENSE.txt
+	cp build/npm/widgets/anywidget/dist/index.js build/npm/widgets/anywidget/LICENSE book/_static/widgets/anywidget/
+	touch $@
+
 lint: venv
 	$(VENV)/bin/ruff check plan_lite tests benchmarks scripts book/_ext
 
 # The tests check the book a newcomer builds: `make book` first, then the whole suite (tests/test_book.py).
-test: venv lint browser-deps mathjax book
+test: venv lint browser-deps mathjax widgets book
 	$(VENV)/bin/pytest -q --durations=15 tests
 
-EASY_DATA ?= data/synthetic_easy
+CPU_DATA ?= data/synthetic_cpu
 
-data: $(DATA)/dataset.json $(EASY_DATA)/dataset.json
+data: $(DATA)/dataset.json $(CPU_DATA)/dataset.json
 
 $(DATA)/dataset.json: | $(VENV)/.installed
 	$(VENV)/bin/plan-lite synth $(DATA) --cases $(BOOK_CASES) --seed 0 --overwrite
 
-# The easy cohort of lessons 5-7 (plan_lite.config.EASY_SYNTH), the cohort of benchmarks/results/ablation_tiny_cpu.json.
-$(EASY_DATA)/dataset.json: | $(VENV)/.installed
-	$(VENV)/bin/plan-lite synth $(EASY_DATA) --cases 60 --seed 0 --overwrite --spacing 5 4 4 --shape 24 96 96 \
-		--lesion-contrast 2 --noise-scale 0.5
+# The cohort of lessons 5-7 (plan_lite.config.CPU_SYNTH: the realistic generator at the CPU recipe's grid).
+$(CPU_DATA)/dataset.json: | $(VENV)/.installed
+	$(VENV)/bin/plan-lite synth $(CPU_DATA) --cases 60 --seed 0 --overwrite --spacing 5 4 4 --shape 24 96 96
 
 demo: data
 	$(VENV)/bin/plan-lite demo $(DATA) --out build/demo
 
 # Executes notebooks/0*.ipynb with papermill into book/notebooks/, writes book/generated/, then a strict
 # jupyter-book build into book/_build/html (scripts/build_book.py; times in book/_build/*.json).
-book: venv data demo mathjax
-	$(PY) scripts/build_book.py --data $(DATA) --cases $(BOOK_CASES) --easy-data $(EASY_DATA)
+book: venv data demo mathjax widgets
+	$(PY) scripts/build_book.py --data $(DATA) --cases $(BOOK_CASES) --cpu-data $(CPU_DATA)
 
 lab: venv
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks

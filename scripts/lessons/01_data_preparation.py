@@ -14,8 +14,9 @@
 # 3. Lesion types and their enhancement patterns, measured from the generated data.
 # 4. Loading a real NIfTI file (or, when the fixture is absent, a synthetic case round-tripped through disk).
 # 5. Preprocessing: resampling to 0.7 x 0.7 x 5 mm, liver crop, intensity normalisation.
-# 6. Augmentation preview.
-# 7. Dataset validation on a clean and on a deliberately broken copy.
+# 6. Browsing a case and its lesions interactively (NiiVue: three slices and a 3D view).
+# 7. Augmentation preview.
+# 8. Dataset validation on a clean and on a deliberately broken copy.
 #
 # ## Prerequisites
 #
@@ -60,7 +61,7 @@ from plan_lite.data.validate import summarize_dataset, validate_dataset
 from plan_lite.labels import LESION_LABELS
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.utils import atomic_write_json
-from plan_lite.viz import montage, plot_hu_curves
+from plan_lite.viz import lesion_browser, montage, plot_hu_curves
 
 T0 = time.time()
 
@@ -228,7 +229,33 @@ metrics["preprocessed_shape"] = list(prep.image.shape[1:])
 metrics["preprocessed_spacing"] = list(prep.spacing)
 
 # %% [markdown]
-# ## 6. Augmentation preview
+# ## 6. Browsing a case: the lesion browser
+#
+# A montage shows a few fixed slices. `lesion_browser` shows the whole case in NiiVue: three orthogonal slices
+# through the crosshair and a 3D rendering, the ground truth as a label overlay in the colours of the montages
+# (organs faint, lesions strong), and a table of the lesions listed in `lesions.json` (type, radius). Choosing a
+# row moves the crosshair to that lesion; click or scroll in a slice to move through the volume, drag the 3D view
+# to rotate it. Later lessons give the browser a prediction as well, and the table then says which lesions were
+# detected or missed and with which Dice (`lesion_browser(image, spacing, gt=..., pred=...)`).
+#
+# :::{note}
+# In JupyterLab every control works. On this page (the static book) the viewer is drawn from the widget state
+# the executed notebook saved, with the JavaScript served by the book itself, so it works offline; NiiVue's own
+# mouse controls work, while the phase, window and table controls need a running kernel. The volumes are cropped
+# to the liver plus 2 cm and strided to at most 1.5 million voxels, which keeps the page small.
+# :::
+
+# %%
+browser = lesion_browser(raw.image, raw.spacing, gt=raw.label, lesions=lesions_raw, affine=raw.affine,
+                         title=f"{raw.case_id}: ground truth and the lesions of lesions.json")
+display(browser)
+print(f"{len(browser.rows)} lesions; browser grid {browser.grid.out_shape} at "
+      f"{tuple(round(s, 2) for s in browser.grid.out_spacing)} mm (input {raw.image.shape[1:]})")
+metrics["browser_lesions"] = len(browser.rows)
+metrics["browser_grid"] = list(browser.grid.out_shape)
+
+# %% [markdown]
+# ## 7. Augmentation preview
 #
 # Training patches are augmented on the fly with nnU-Net's recipe for anisotropic data (rotation and scaling
 # in plane, elastic deformation off by default, Gaussian noise and blur, brightness / contrast / gamma,
@@ -265,7 +292,7 @@ for a in axes:
 show(fig, out_path, "augmentation")
 
 # %% [markdown]
-# ## 7. Dataset validation
+# ## 8. Dataset validation
 #
 # `validate_dataset(root)` reads every file once and lists each fault on one line (file: fault). A clean
 # dataset gives an empty list. We then copy the dataset and break it on purpose: delete a phase file, put an

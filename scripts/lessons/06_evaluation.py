@@ -14,7 +14,7 @@
 #    chance, against the same model's pixel branch and against the reference model trained for 45 CPU minutes.
 # 3. Patient-level ROC curves with the operating point (Fig. 2 style).
 # 4. Lesion recall by size.
-# 5. The worst cases: ground truth vs prediction; slice viewer and 3D view.
+# 5. The worst cases: ground truth vs prediction; slice viewer and the lesion browser (NiiVue).
 #
 # ## Prerequisites
 #
@@ -47,7 +47,7 @@ from plan_lite.engine.train import train
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.metrics import evaluate_folders, flatten_metrics, tables_markdown
 from plan_lite.utils import atomic_write_json
-from plan_lite.viz import montage, plot_recall_by_size, plot_roc, slice_viewer, view3d
+from plan_lite.viz import montage, plot_recall_by_size, plot_roc, slice_viewer
 
 T0 = time.time()
 
@@ -69,7 +69,7 @@ semantic = None  # None: the checkpoint's; "lesion" (lesion-branch map), "pixel"
 lesion_decision = None  # None: the checkpoint's; semantic output: "argmax" of the 15 classes or "merged"
 compare = True  # also evaluate the pixel branch of the same checkpoint and the shipped reference model
 n_worst = 2  # worst cases shown
-interactive_3d = False  # True in a live JupyterLab: rotatable 3D view (k3d); False: static montage
+interactive_3d = False  # unused here (kept for a uniform interface; the lesion browser is always shown)
 
 # %%
 check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=5)
@@ -257,18 +257,20 @@ if shown:
     display(slice_viewer(case.image, case.label, pred, lesions=lesions, spacing=case.spacing))
 
 # %% [markdown]
-# **3D view.** With `interactive_3d = True` in a live JupyterLab, `view3d` shows the liver and the lesions as a
-# rotatable volume (k3d, offline) and can save a self-contained HTML snapshot for the book. Otherwise (papermill,
-# CI, static book) a montage stands in.
+# **The lesion browser.** NiiVue's multiplanar and 3D view of the worst case (`plan_lite.viz.lesion_browser`):
+# ground truth and prediction as label overlays, and a table of the ground-truth lesions (type, radius, detected
+# or missed, Dice). In a live JupyterLab choosing a row moves the crosshair to that lesion; the static book keeps
+# NiiVue's own mouse controls (drag to move the crosshair, scroll through slices, rotate the 3D view).
 
 # %%
 if shown:
+    from plan_lite.metrics.lesion import lesion_metrics_case
+    from plan_lite.viz import lesion_browser
+
     case, pred = shown[0]
-    if interactive_3d:
-        display(view3d(case.image, case.label, case.spacing, snapshot_path=out_path / f"{case.case_id}_3d.html"))
-    else:
-        show(montage(case.image, case.label, pred=pred, spacing=case.spacing, n=6,
-                     title=f"{case.case_id} (static stand-in for the 3D view)"), out_path, "view3d_static")
+    display(lesion_browser(case.image, case.spacing, gt=case.label, pred=pred, affine=case.affine,
+                           lesions=lesion_metrics_case(case.label, pred, case.spacing, details=True),
+                           title=f"{case.case_id}: worst case (Dice {per_case[case.case_id]['dice']:.2f})"))
 
 # %% [markdown]
 # The metrics are written to `out_dir/metrics.json` with stable dotted keys (`pixel.dice`, `lesion.precision`,
