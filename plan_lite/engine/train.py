@@ -16,7 +16,8 @@
 * AMP only on CUDA: bf16 where supported, else fp16 with a GradScaler.
 * Exact resume: every random draw comes from the checkpointed generators (sampler, augmentation, python, numpy,
   torch CPU/CUDA); a CPU run stopped at step k and resumed gives bit-identical weights.
-* Rank 0 writes ``config.json``, ``log.jsonl`` (one line per step), ``val.jsonl``, ``last.pt`` and ``best.pt``
+* Rank 0 writes ``config.json``, ``log.jsonl`` (one line per step; ``time`` = wall and ``cpu`` = process CPU
+  seconds since this call's loop started), ``val.jsonl``, ``last.pt`` and ``best.pt``
   with ``best.json`` (its step, stage and score). Only validations of the final stage (stage 2, or stage 1 for
   ``pixel_only``) compete for ``best.pt``; without one, ``best.pt`` is the last checkpoint.
 
@@ -210,7 +211,7 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
             _truncate_log(out / "val.jsonl", step)
         ckpt_every = checkpoint_every or cfg.train.val_every
         final_stage = 2 if sched.stage2 > 0 else 1
-        t0, t_start = time.time(), time.time()
+        t0, t_start, cpu_start = time.time(), time.time(), time.process_time()
         bar = _progress(progress and info.is_main, sched.total, step)
         log = open(out / "log.jsonl", "a") if info.is_main else None  # noqa: SIM115
         try:
@@ -238,7 +239,8 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
                 terms = {k: float(v.detach()) for k, v in losses.items()}
                 if info.is_main:
                     rec = {"step": step, "stage": stage, "lr": lr, "patient_active": active,
-                           "grad_norm": float(grad_norm), **terms, "time": round(time.time() - t_start, 3)}
+                           "grad_norm": float(grad_norm), **terms, "time": round(time.time() - t_start, 3),
+                           "cpu": round(time.process_time() - cpu_start, 3)}
                     if step % log_every == 0 or step == sched.total:
                         log.write(json.dumps(rec) + "\n")
                         log.flush()
