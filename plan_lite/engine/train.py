@@ -279,11 +279,18 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
         if calibrate and info.is_main and val_ids and step >= sched.total and sched.stage2 > 0:
             from plan_lite.engine.calibrate import calibrate_checkpoint
 
-            for name in ("last.pt", "best.pt"):
+            best_step = json.loads((out / "best.json").read_text()).get("step") if (out / "best.json").exists() \
+                else None
+            same = best_step == step  # best.pt is the last checkpoint: one calibration serves both
+            for name in ("last.pt",) if same else ("last.pt", "best.pt"):
                 rec = calibrate_checkpoint(out / name, dataset_dir, progress=progress, device=str(info.device))
                 if progress and "score_threshold" in rec:
                     print(f"{name}: lesion score threshold {rec['score_threshold']:g} chosen on val "
                           f"({len(rec['cases'])} cases; calibration_{Path(name).stem}.json)")
+            if same and "score_threshold" in rec:
+                best_state = ckpt.load_checkpoint(out / "best.pt")
+                best_state["config"]["infer"]["score_threshold"] = rec["score_threshold"]
+                ckpt.save_checkpoint(out / "best.pt", best_state)
         barrier(info)
         if info.enabled:  # every rank records its weights' digest: DDP replicas must agree
             out.mkdir(parents=True, exist_ok=True)
