@@ -53,6 +53,7 @@ def test_reference_model_reproduces_its_recorded_metrics(tmp_path):
     tol = prov["check_tolerance"]
     for key in CHECK_KEYS:
         want, got = prov["check"][key], pick(m, key)
+        print(f"{key}: recorded {want}, measured {got}")
         assert got is not None and not math.isnan(got), key
         assert abs(got - want) <= tol, f"{key}: recorded {want:.3f}, measured {got:.3f} (tolerance {tol})"
     assert m["lesion"]["recall"] > 2 * m["chance_recall"], "the reference model must be well above chance"
