@@ -100,6 +100,8 @@ state = load_checkpoint(checkpoint) if checkpoint and Path(checkpoint).exists() 
 if pixel_source == "auto":
     pixel_source = "model" if state is not None else "oracle"
 print(f"pixel source: {pixel_source}")
+metrics["pixel_source"] = pixel_source
+metrics["checkpoint"] = "reference" if state is not None and "reference" in str(checkpoint) else checkpoint
 if state is not None:  # a trained run brings its own config (spacing, patch) and intensity statistics
     cfg = PlanConfig.from_dict(state["config"])
     print(f"{checkpoint}: preset {cfg.name}, patch {cfg.train.patch_size}, spacing {cfg.data.spacing}")

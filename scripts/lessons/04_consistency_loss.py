@@ -310,9 +310,11 @@ if n_reference_cases:
     metrics["reference_cases"] = len(tgt)
 
 # %% [markdown]
-# Each point is one (patch, lesion type) pair. The untrained model's two readouts are unrelated; the trained
-# model's sit near the diagonal (the consistency term's pull, and both branches learning the same targets), with
-# the types present in the patch (red) towards the top right when the model has found them.
+# Each point is one (patch, lesion type) pair. The untrained model's two readouts are unrelated (a mean absolute
+# difference of about 0.4 in the book's run); the trained model's sit near the diagonal (about 0.05: the
+# consistency term's pull, and both branches learning the same targets). The types present in the patch (red)
+# get higher readouts from both branches, but after a few CPU minutes of training they stay well below 1: the
+# agreement is better learned than the confidence.
 #
 # The numbers quoted in this lesson are written to `out_dir/metrics.json`:
 
