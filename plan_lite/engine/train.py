@@ -153,8 +153,8 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
 
     ``stop_after`` ends the run cleanly (checkpoint written) after that many total steps without changing the
     schedule; ``max_minutes`` does the same when the wall-clock budget is spent. ``resume=True`` continues from
-    ``out_dir/last.pt`` exactly (its saved config and schedule win). At the end of a finished run with instance
-    output and a val split, ``calibrate`` chooses the lesion score threshold on val and stores it in
+    ``out_dir/last.pt`` exactly (its saved config and schedule win). At the end of a finished (or timed-out)
+    run in stage 2 with instance output and a val split, ``calibrate`` chooses the lesion score threshold on val and stores it in
     ``last.pt`` and ``best.pt`` (``plan_lite.engine.calibrate``).
     """
     from plan_lite.losses import PlanCriterion
@@ -189,7 +189,7 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
         optimizer = build_optimizer(model, cfg)
         amp_dtype = _amp_dtype(info.device, cfg)
         scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        step, best = 0, -math.inf
+        step, best, timed_out = 0, -math.inf, False
         if state is not None:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -270,13 +270,16 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
                                            f"{final_stage})")
                 barrier(info)
                 if stop:
+                    timed_out = bool(broadcast_flag(out_of_time, info))
                     break
         finally:
             if log is not None:
                 log.close()
             if bar is not None:
                 bar.close()
-        if calibrate and info.is_main and val_ids and step >= sched.total and sched.stage2 > 0:
+        # a finished run, or one that spent its time budget (not one paused by stop_after, to be resumed)
+        ended = step >= sched.total or timed_out
+        if calibrate and info.is_main and val_ids and ended and sched.stage(max(step - 1, 0)) == 2:
             from plan_lite.engine.calibrate import calibrate_checkpoint
 
             best_step = json.loads((out / "best.json").read_text()).get("step") if (out / "best.json").exists() \
