@@ -203,6 +203,14 @@ head = list(rows[0])
 table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 table += ["| " + " | ".join(cell(r[k]) for k in head) + " |" for r in rows]
 display(Markdown(f"**{split} split, values in %.**\n\n" + "\n".join(table)))
+r0 = rows[0]
+if r0["recall"] and r0["recall"] > 3 * max(r0["chance"], 1e-3):
+    verdict = (f"This run's lesion branch finds {100 * r0['recall']:.0f} % of the lesions while marking "
+               f"{100 * r0['chance']:.1f} % of the liver: {r0['recall'] / max(r0['chance'], 1e-3):.0f} x chance.")
+else:
+    verdict = ("This run's lesion branch is **not clearly above chance**: its numbers are not a result. Train "
+               "longer in lesson 5 (`max_steps = 3000`) or read the reference model's row.")
+display(Markdown(verdict))
 
 # %% [markdown]
 # ## 3. Patient-level ROC curves (Fig. 2 style)
