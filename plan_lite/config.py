@@ -143,6 +143,7 @@ class TrainConfig:
     stage2_optimizer: str = "fresh"  # "fresh" | "continue"
     stage2_warmup: float = 0.0  # fraction of stage 2 with a linear LR warm-up from 0
     stage2_backbone_lr_scale: float = 1.0  # LR factor of backbone + pixel branch in stage 2
+    heads_lr_scale: float = 1.0  # LR factor of the lesion and patient branches (the transformer heads), every stage
 
 
 @dataclass
@@ -298,8 +299,9 @@ def validate_config(cfg: PlanConfig) -> None:
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise PlanLiteError(f"config: {key} must be one of {', '.join(allowed)}, got {value!r}")
-    if not 0.0 <= t.stage2_warmup < 1.0 or t.stage2_backbone_lr_scale < 0:
-        raise PlanLiteError("config: stage2_warmup must be in [0, 1) and stage2_backbone_lr_scale >= 0")
+    if not 0.0 <= t.stage2_warmup < 1.0 or t.stage2_backbone_lr_scale < 0 or t.heads_lr_scale <= 0:
+        raise PlanLiteError("config: stage2_warmup must be in [0, 1), stage2_backbone_lr_scale >= 0 and "
+                            "heads_lr_scale > 0")
     if not 0.0 <= inf.overlap < 1.0:
         raise PlanLiteError(f"config: infer.overlap must be in [0, 1), got {inf.overlap}")
     total = [1, 1, 1]

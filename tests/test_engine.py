@@ -55,15 +55,16 @@ def test_schedule_split_and_poly_lr():
 @pytest.mark.parametrize("mode", ["fresh", "continue"])
 def test_stage_two_starts_a_fresh_optimizer(small_ds, tmp_path, mode):
     """The official stage 2 is a new run on the stage-1 weights: its RAdam moments start at zero (``fresh``);
-    ``continue`` keeps the stage-1 state. The backbone group runs at ``stage2_backbone_lr_scale`` x the LR."""
+    ``continue`` keeps the stage-1 state. The backbone group runs at ``stage2_backbone_lr_scale`` x the LR, the
+    heads at ``heads_lr_scale`` x the LR."""
     cfg = tiny_cfg(stage1_epochs=8, stage2_epochs=4, patient_start_epoch=0, stage2_optimizer=mode,
-                   stage2_backbone_lr_scale=0.1)
+                   stage2_backbone_lr_scale=0.1, heads_lr_scale=0.5)
     train(small_ds, cfg, tmp_path, max_steps=6, progress=False, validate=False)  # stage 1 = 4 steps, stage 2 = 2
     opt = load_checkpoint(tmp_path / "last.pt")["optimizer"]
     steps = {float(st["step"]) for st in opt["state"].values()}
     assert steps == ({2.0} if mode == "fresh" else {2.0, 6.0})  # heads only train in stage 2 (2 steps)
     groups = {g["name"]: g["lr"] for g in opt["param_groups"]}
-    assert groups["backbone"] == pytest.approx(0.1 * groups["heads"])
+    assert groups["backbone"] == pytest.approx(0.2 * groups["heads"])
 
 
 def test_patient_targets_soft_labels():

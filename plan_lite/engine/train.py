@@ -139,9 +139,13 @@ def build_optimizer(model: torch.nn.Module, cfg: PlanConfig) -> torch.optim.Opti
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float, stage: int, cfg: PlanConfig) -> None:
-    """Set the LR of every group (the backbone group scaled by ``stage2_backbone_lr_scale`` in stage 2)."""
+    """Set the LR of every group: the backbone group scaled by ``stage2_backbone_lr_scale`` in stage 2, the heads
+    group (lesion and patient branches) by ``heads_lr_scale`` in every stage."""
     for g in optimizer.param_groups:
-        scale = cfg.train.stage2_backbone_lr_scale if stage == 2 and g.get("name") == "backbone" else 1.0
+        if g.get("name") == "heads":
+            scale = cfg.train.heads_lr_scale
+        else:
+            scale = cfg.train.stage2_backbone_lr_scale if stage == 2 and g.get("name") == "backbone" else 1.0
         g["lr"] = lr * scale
 
 
