@@ -26,7 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCK = ROOT / "requirements-lock.txt"
-EXTRAS = ("notebooks", "book", "dev")
+EXTRAS = ("notebooks", "book", "dev", "dicom")
 PYTHON_MIN = "3.10"
 # torch itself and the packages only its CUDA build pulls in
 TORCH_ONLY = re.compile(r"^(torch|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)$")

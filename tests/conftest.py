@@ -11,8 +11,8 @@ import torch
 torch.set_num_threads(2)
 
 ROOT = Path(__file__).resolve().parents[1]
-# The real CT fixtures live beside the checkout (../shared/realdata); PLAN_LITE_REALDATA points elsewhere.
-REALDATA = Path(os.environ.get("PLAN_LITE_REALDATA") or ROOT.parent / "shared" / "realdata")
+# The real CT fixtures ship with the package (plan_lite/sample_data); PLAN_LITE_REALDATA points elsewhere.
+REALDATA = Path(os.environ.get("PLAN_LITE_REALDATA") or ROOT / "plan_lite" / "sample_data")
 REALDATA_FILES = ("example_ct_sm.nii.gz", "example_seg.nii.gz")
 
 

@@ -65,8 +65,9 @@ def test_two_phase_dataset_missing_phase_is_clear(tmp_path):
 
 def test_task03_single_ct_channel_and_label_remap(tmp_path):
     root = make_task03(tmp_path / "t3", n_cases=2)
-    raw = MSDDataset(root, phases=("pv",))[0]
+    raw = MSDDataset(root, phases=("pv",), label_map=None)[0]  # labels as stored
     assert raw.image.shape == (1, 8, 24, 24) and set(np.unique(raw.label)) == {0, 1, 2}
+    assert set(np.unique(MSDDataset(root)[0].label)) == {0, 1, 14}  # the default: "auto"
     for lm in ("msd_task03", "lits", "auto", LABEL_MAPS["msd_task03"]):
         case = MSDDataset(root, phases=("nc",), label_map=lm)[0]
         assert set(np.unique(case.label)) == {0, 1, 14}

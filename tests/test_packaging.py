@@ -26,7 +26,7 @@ def test_environment_yml_mirrors_pyproject():
     conda = {_name(m.group(1)) for m in re.finditer(r"^  - ([A-Za-z0-9_.\-]+[^\n#:]*)$", deps_block, re.M)}
     conda -= {"python", "pip", "nodejs"}
     assert core == conda, f"only in pyproject: {core - conda}; only in environment.yml: {conda - core}"
-    assert "-e .[notebooks,book,dev]" in env
+    assert "-e .[notebooks,book,dev,dicom]" in env
 
 
 def test_readme_has_the_two_commands_and_ci_calls_test():

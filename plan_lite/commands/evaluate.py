@@ -53,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         plot_roc(curves, out.with_name("roc.png"), operating_point=op, title="Patient-level ROC")
     elif not pat.get("available"):
         md += "\n(patient metrics need --cases cases.csv)\n"
+    if m.get("label_map"):
+        print(f"ground truth: {m['label_map']}")
+    if m.get("unlabelled"):
+        print(f"skipped {len(m['unlabelled'])} prediction(s) of unlabelled imagesTs cases: {' '.join(m['unlabelled'])}")
     print(md, end="")
     print(f"wrote {out}")
     return 0

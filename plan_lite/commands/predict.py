@@ -1,7 +1,9 @@
 """``plan-lite predict CHECKPOINT INPUT... --out DIR [--split test] [--keep-outside-liver]``
 (paper Sec. 2.6 inference and Sec. 3; book page "Evaluation").
 
-INPUT is one image file per phase (order = the model's ``cfg.data.phases``) or one MSD dataset folder.
+INPUT is one image file per phase (order = the model's ``cfg.data.phases``) or one MSD dataset folder. A folder
+holding one DICOM CT series (``plan_lite.data.dicom``; ``pip install "plan-lite[dicom]"``) stands for one
+phase's image file; its outputs are NIfTI on the series' grid, named after the folder.
 Writes ``{case}.nii.gz`` (input affine and shape), ``{case}_lesions.json``, ``{case}_patient.json`` and
 ``patients.csv``.
 """
@@ -13,7 +15,8 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="a plan-lite checkpoint (best.pt / last.pt)")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (one per phase) or an MSD folder")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files or DICOM series folders (one per phase), or an MSD folder")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--split", nargs="+", metavar="SPLIT",
                    help="with an MSD folder: only these splits of cases.csv (e.g. test, or val test: `evaluate` "

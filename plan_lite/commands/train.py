@@ -33,6 +33,11 @@ def run(args: argparse.Namespace) -> int:
 
     overrides = {**VARIANTS[args.variant], **parse_overrides(args.overrides)}
     cfg = get_preset(args.preset, **overrides)
+    from plan_lite.data.io import MSDDataset
+
+    ds = MSDDataset(args.dataset, phases=tuple(cfg.data.phases))
+    if ds.label_map is not None:  # MSD Task03 / LiTS: say how their labels become plan-lite's
+        print(f"{args.dataset}: {ds.label_map_note}")
     out = train(args.dataset, cfg, args.out, max_steps=args.max_steps, max_minutes=args.max_minutes,
                 resume=args.resume, device=args.device, progress=not args.no_progress, stop_after=args.stop_after)
     print(f"run folder: {out}")

@@ -80,8 +80,15 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 def read_image(path: str | os.PathLike, dtype=None) -> tuple[np.ndarray, tuple[float, float, float], np.ndarray]:
     """Read a 3D NIfTI as a (D, H, W) = (z, y, x) array, its (z, y, x) spacing and its affine.
 
+    A folder is read as one DICOM CT series (``plan_lite.data.dicom.read_dicom_series``: HU as float32, the same
+    array/affine conventions, geometry from the headers per DICOM PS3.3 C.7.6.2).
     Raises ``DatasetError`` naming the file for unreadable/truncated files and non-3D images.
     """
+    if Path(path).is_dir():
+        from plan_lite.data.dicom import read_dicom_series
+
+        arr, spacing, affine = read_dicom_series(path)
+        return (arr if dtype is None else arr.astype(dtype, copy=False)), spacing, affine
     data, affine = read_nifti(path)
     if data.ndim != 3:
         raise DatasetError(f"{path}: expected a 3D image, got {data.ndim}D shape {data.shape}")
@@ -275,6 +282,16 @@ def guess_label_map(spec: DatasetSpec) -> dict[int, int] | None:
     return None
 
 
+def describe_label_map(spec: DatasetSpec, mapping: Mapping[int, int] | None) -> str:
+    """One line saying how the dataset's labels become plan-lite labels (for logs and outputs)."""
+    if mapping is None:
+        return "labels used as stored (plan-lite label map)"
+    from plan_lite.labels import LABEL_NAMES
+
+    parts = [f"{k} {spec.labels.get(k, '?')} -> {v} {LABEL_NAMES.get(v, '?')}" for k, v in sorted(mapping.items())]
+    return "labels remapped: " + ", ".join(parts)
+
+
 def remap_labels(label: np.ndarray, mapping: dict[int, int] | None, path: str = "") -> np.ndarray:
     """Integer-round a label array and apply ``mapping`` (every stored value must be mapped) -> uint8."""
     lab = np.rint(label) if np.issubdtype(label.dtype, np.floating) else label
@@ -296,6 +313,8 @@ def remap_labels(label: np.ndarray, mapping: dict[int, int] | None, path: str = 
 
 
 def _case_id_from_path(path: Path) -> str:
+    if path.is_dir():  # a DICOM series folder: its name
+        return path.resolve().name
     se = split_ending(path.name)
     stem = se[0] if se else path.stem
     m = _CHANNEL_RE.match(stem)
@@ -319,13 +338,14 @@ def _stack_phases(paths: list[Path], names: list[str], case_id: str) -> Case:
 def load_images(paths: list, phases: Iterable[str] | None = None, case_id: str | None = None) -> Case:
     """A ``Case`` (label None) from plain image files, one per phase in order (for prediction).
 
+    A folder holding one DICOM CT series stands for one phase's image file (case id: the folder name).
     All files must share shape and affine (``PlanLiteError`` naming the file otherwise).
     """
     paths = [Path(p) for p in paths]
     if not paths:
         raise PlanLiteError("load_images: no image files given")
     for p in paths:
-        if not p.is_file():
+        if not (p.is_file() or p.is_dir()):
             raise PlanLiteError(f"{p}: no such file")
     names = list(phases) if phases is not None else [f"ch{i}" for i in range(len(paths))]
     if len(names) != len(paths):
@@ -338,11 +358,12 @@ class MSDDataset:
 
     ``phases`` selects and orders channels by name (``nc``/``la``/``pv``; a single ``CT`` channel serves one
     phase); ``label_map`` is a ``LABEL_MAPS`` key, a dict ``{stored: plan-lite label}``, ``"auto"`` (the MSD
-    Task03 map when dataset.json labels are background/liver/cancer) or None. ``subset``: ``train``
+    Task03 map when dataset.json labels are background/liver/cancer, the default) or None (labels as stored);
+    ``label_map_note`` says in one line which map applies. ``subset``: ``train``
     (imagesTr + labelsTr), ``test`` (imagesTs, no labels) or ``all``.
     """
 
-    def __init__(self, root, phases=None, label_map=None, subset: str = "train"):
+    def __init__(self, root, phases=None, label_map="auto", subset: str = "train"):
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetError(f"{self.root}: dataset folder not found")
@@ -351,6 +372,7 @@ class MSDDataset:
         self.channel_idx = resolve_phases(self.spec.channel_names, phases, where)
         self.channel_names = tuple(phases) if phases is not None else self.spec.channel_names
         self.label_map = guess_label_map(self.spec) if label_map == "auto" else label_lookup(label_map)
+        self.label_map_note = describe_label_map(self.spec, self.label_map)
         if subset not in ("train", "test", "all"):
             raise PlanLiteError(f"MSDDataset: subset must be train, test or all, got {subset!r}")
         folders = {"train": ["imagesTr"], "test": ["imagesTs"], "all": ["imagesTr", "imagesTs"]}[subset]

@@ -102,6 +102,10 @@ def summarize_dataset(root, scan: _Scan | None = None) -> str:
     if cases_with:
         lines.append("Labels (cases with it / voxels):")
         lines += [f"  {k:3d} {names.get(k, '?'):<16} {cases_with[k]:5d} / {voxels[k]}" for k in sorted(cases_with)]
+    if s.spec is not None:
+        from plan_lite.data.io import describe_label_map, guess_label_map
+
+        lines.append("Label map: " + describe_label_map(s.spec, guess_label_map(s.spec)))
     if s.groups:
         lines.append("Groups: " + ", ".join(f"{g} {k}" for g, k in sorted(Counter(s.groups.values()).items())))
     if s.splits:

@@ -255,15 +255,20 @@ def _split_text(split) -> str:
 
 def resolve_inputs(inputs, phases, split=None) -> list:
     """Cases to predict: one MSD folder (all cases, or the cases of one or several splits of cases.csv) or one
-    image file per phase. ``split``: None, a split name, or a sequence of names (``("val", "test")``).
+    image file per phase, where a folder holding one DICOM CT series stands for an image file (case id: the
+    folder name). ``split``: None, a split name, or a sequence of names (``("val", "test")``).
 
     Returns a list of zero-argument callables that load a ``Case`` (lazy: one case in memory at a time).
     """
+    from plan_lite.data.dicom import is_dicom_folder
     from plan_lite.data.io import MSDDataset, load_images
 
     paths = [Path(p) for p in inputs]
-    if len(paths) == 1 and paths[0].is_dir():
+    if len(paths) == 1 and paths[0].is_dir() and not is_dicom_folder(paths[0]):
         root = paths[0]
+        if not any((root / n).exists() for n in ("dataset.json", "imagesTr", "imagesTs")):
+            raise PlanLiteError(f"{root}: neither an MSD dataset folder (no dataset.json) nor a DICOM series "
+                                f"folder (no DICOM files)")
         subset = "all" if (root / "imagesTs").is_dir() and (root / "imagesTr").is_dir() else (
             "test" if (root / "imagesTs").is_dir() else "train")
         ds = MSDDataset(root, phases=tuple(phases), subset=subset)

@@ -3,10 +3,11 @@
 ``gt_dir`` is an MSD/nnU-Net dataset folder (``labelsTr/{case}.nii.gz``) or a plain folder of ``{case}.nii.gz``;
 ``pred_dir`` holds ``{case}.nii.gz`` and ``{case}_patient.json``. Shapes must match and spacings agree (else a
 ``PlanLiteError`` naming the prediction file). Without a cases table the evaluated cases are the predictions found
-in ``pred_dir`` (each must have a GT), and only pixel and lesion metrics are computed; with one, the cases of
+in ``pred_dir`` (each must have a GT, except a dataset's unlabelled imagesTs cases, which are skipped), and only pixel and lesion metrics are computed; with one, the cases of
 ``splits`` are evaluated and patient metrics added (threshold from the ``val`` split, see ``patient.py``).
 
-metrics.json layout (stable keys): ``{"pixel": {"dice", "dice_incl_empty"}, "lesion": {"tp", "fp", "fn",
+metrics.json layout (stable keys): ``{"label_map" (the ground-truth remapping applied, or null), "unlabelled"
+(predicted imagesTs cases, skipped), "pixel": {"dice", "dice_incl_empty"}, "lesion": {"tp", "fp", "fn",
 "precision", "recall", "recall_by_radius": {"[3,5)": {"gt", "detected", "recall"}, ...}, "type_accuracy"},
 "patient": {"sensitivity", "specificity_normal", "specificity_hard", "auc_malignant", "auc_benign",
 "auc_types_mean", "auc_types_n", "threshold", ...}, "n_cases", "protocol", "per_case"}``.
@@ -46,6 +47,41 @@ def _label_dir(gt_dir: Path) -> Path:
     return gt_dir / "labelsTr" if (gt_dir / "labelsTr").is_dir() else gt_dir
 
 
+class GroundTruth:
+    """Where the ground-truth label map of a case is and how its values become plan-lite labels.
+
+    A dataset folder's ``dataset.json`` gives the file ending (``.nii`` for a converted LiTS folder) and, for
+    MSD Task03 / LiTS labels {0 background, 1 liver, 2 cancer}, the label map that makes them plan-lite labels
+    (2 -> 14 ``other``: the tumour type is unknown); ``label_map`` says which map was applied (None: labels used
+    as stored).
+    """
+
+    def __init__(self, gt_dir: Path):
+        from plan_lite.data.io import describe_label_map, guess_label_map, read_dataset_spec
+
+        self.dir = _label_dir(gt_dir)
+        self.ending, self.mapping, self.label_map = SUFFIX, None, None
+        if (gt_dir / "dataset.json").is_file():
+            spec = read_dataset_spec(gt_dir)
+            self.ending, self.mapping = spec.file_ending, guess_label_map(spec)
+            if self.mapping is not None:
+                self.label_map = describe_label_map(spec, self.mapping)
+
+    def unlabelled(self, case: str) -> bool:
+        """A test case of the dataset (an image in ``imagesTs``, no label file): nothing to evaluate against."""
+        ts = self.dir.parent / "imagesTs"
+        return (self.dir.name == "labelsTr" and not self.path(case).exists() and ts.is_dir()
+                and any(ts.glob(f"{case}*")))
+
+    def path(self, case: str) -> Path:
+        return self.dir / f"{case}{self.ending}"
+
+    def remap(self, gt: np.ndarray, path: Path) -> np.ndarray:
+        from plan_lite.data.io import remap_labels
+
+        return gt if self.mapping is None else remap_labels(np.asarray(gt), self.mapping, str(path))
+
+
 def _case_ids(folder: Path) -> list[str]:
     return sorted(f.name[: -len(SUFFIX)] for f in folder.glob(f"*{SUFFIX}") if not f.name.startswith("."))
 
@@ -81,20 +117,25 @@ def evaluate_folders(gt_dir, pred_dir, cases_csv=None, splits=("test",), score_s
     for d in (gt_dir, pred_dir):
         if not d.is_dir():
             raise PlanLiteError(f"{d}: not a directory")
-    labels = _label_dir(gt_dir)
+    truth = GroundTruth(gt_dir)
     rows = read_cases_table(cases_csv) if cases_csv is not None else None
     if isinstance(splits, str):
         splits = (splits,)
     if rows is None:
-        cases = _case_ids(pred_dir)
-        if not cases:
+        found = _case_ids(pred_dir)
+        if not found:
             raise PlanLiteError(f"{pred_dir}: no predicted label maps (*{SUFFIX})")
+        cases = [c for c in found if not truth.unlabelled(c)]
+        unlabelled = [c for c in found if c not in cases]
+        if not cases:
+            raise PlanLiteError(f"{pred_dir}: every prediction is of an unlabelled imagesTs case of {gt_dir}")
         extra_cases: list[str] = []
     else:
         cases = [r["case"] for r in rows if splits is None or r["split"] in splits]
         if not cases:
             raise PlanLiteError(f"{cases_csv}: no cases in split(s) {', '.join(splits or ())}")
         extra_cases = [r["case"] for r in rows if r["split"] == threshold_split and r["case"] not in cases]
+        unlabelled = []
     opts = {"min_radius_mm": min_radius_mm, "dice_threshold": dice_threshold, "matching": matching,
             "connectivity": connectivity, "radius_bins": tuple(radius_bins)}
     it = cases
@@ -104,7 +145,8 @@ def evaluate_folders(gt_dir, pred_dir, cases_csv=None, splits=("test",), score_s
         it = tqdm(cases, desc="evaluate", unit="case")
     per_case, lesions, pixels, volumes = {}, [], [], {}
     for case in it:
-        gt, pred, sp = _read_pair(labels / f"{case}{SUFFIX}", pred_dir / f"{case}{SUFFIX}")
+        gt, pred, sp = _read_pair(truth.path(case), pred_dir / f"{case}{SUFFIX}")
+        gt = truth.remap(gt, truth.path(case))
         r = evaluate_case(gt, pred, sp, details=False, **opts)
         pixels.append(r["pixel"])
         lesions.append(r["lesion"])
@@ -116,6 +158,8 @@ def evaluate_folders(gt_dir, pred_dir, cases_csv=None, splits=("test",), score_s
     out = {"n_cases": len(cases), "splits": list(splits) if (rows is not None and splits) else None,
            "pixel": summarize_pixel(pixels),
            "lesion": summarize_lesions(lesions, radius_bins, ignore_other_type=ignore_other_type),
+           "label_map": truth.label_map,
+           "unlabelled": unlabelled if rows is None else [],
            "protocol": {**opts, "radius_bins": list(radius_bins), "ignore_other_type": ignore_other_type,
                         "score_source": score_source, "threshold_split": threshold_split,
                         "threshold_method": threshold_method, "target_specificity": target_specificity},
@@ -174,9 +218,10 @@ def marked_liver_fraction(gt_dir, pred_dir, cases=None) -> float:
     from plan_lite.labels import LESION_LABELS, LIVER_LABEL
 
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
+    truth = GroundTruth(gt_dir)
     liver = marked = 0
     for case in cases if cases is not None else _case_ids(pred_dir):
-        gt = read_image(_label_dir(gt_dir) / f"{case}{SUFFIX}")[0]
+        gt = truth.remap(read_image(truth.path(case))[0], truth.path(case))
         pred = read_image(pred_dir / f"{case}{SUFFIX}")[0]
         liver += int((gt == LIVER_LABEL).sum() + np.isin(gt, LESION_LABELS).sum())
         marked += int(np.isin(pred, LESION_LABELS).sum())
