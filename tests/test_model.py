@@ -126,8 +126,23 @@ def test_bad_input_sizes_raise():
     model = PLAN(tiny())
     with pytest.raises(PlanLiteError, match="total stride"):
         model(torch.randn(1, 3, 8, 40, 48))
-    with pytest.raises(PlanLiteError, match="patient_token_grid"):
-        model(torch.randn(1, 3, 8, 64, 64))  # stage-4 size (2, 4, 4) does not give the (1, 1, 1) patches
+
+
+def test_patient_branch_takes_any_input_the_stride_divides():
+    """The patient tokens keep their grid for any input size: a map larger than the training one is
+    average-pooled to it, a smaller one interpolated; at the training size the branch is unchanged."""
+    from plan_lite.model.patient_branch import fit_to_token_grid
+
+    model = PLAN(tiny()).eval()
+    with torch.no_grad():
+        for shape in ((1, 3, 8, 64, 64), (2, 3, 16, 48, 96), (1, 3, 8, 32, 32)):
+            out = model(torch.randn(*shape))
+            assert out["patient_logits"].shape == (shape[0], 11) and torch.isfinite(out["patient_logits"]).all()
+    x = torch.randn(1, 4, 4, 6, 6)
+    assert fit_to_token_grid(x, (4, 6, 6)) is x
+    pooled = fit_to_token_grid(x, (2, 3, 3))
+    assert torch.allclose(pooled[0, :, 0, 0, 0], x[0, :, :2, :2, :2].mean((1, 2, 3)), atol=1e-6)
+    assert fit_to_token_grid(x, (8, 12, 12)).shape == (1, 4, 8, 12, 12)
 
 
 def _crafted_label_map():

@@ -19,7 +19,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from plan_lite.errors import PlanLiteError
 from plan_lite.labels import NUM_PATIENT_OUTPUTS
 
 
@@ -68,6 +67,22 @@ class MemoryBlock(nn.Module):
         return mem + drop_path(self.mlp(self.norm2(mem)), self.drop_path_p, self.training)
 
 
+def fit_to_token_grid(x: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    """Resample a (B, C, D, H, W) feature map to the ``size`` the patch embedding was built for.
+
+    The patch embedding (kernel = stride = training feature size / ``patient_token_grid``) and the learned
+    positional embedding are sized for the training patch. An input of another size (a whole volume, a crop)
+    keeps the same token grid: larger maps are average-pooled to ``size`` (each token summarises its share of
+    the volume), smaller ones trilinearly interpolated. At the training size this is the identity, so training
+    and sliding-window inference are unchanged (a plan-lite extension; the paper only sees training patches).
+    """
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    if all(s >= t for s, t in zip(x.shape[2:], size)):
+        return F.adaptive_avg_pool3d(x, size)
+    return F.interpolate(x, size=size, mode="trilinear", align_corners=False)
+
+
 class PatientBranch(nn.Module):
     """``forward(feats)`` with ``feats = {"enc": [...], "fpn": [...]}`` (by stage) -> logits (B, 11)."""
 
@@ -90,14 +105,7 @@ class PatientBranch(nn.Module):
         mem = self.memory.expand(feats["enc"][0].shape[0], -1, -1)
         for (kind, stage), embed, norm, block in zip(self.sources, self.patch_embeds, self.patch_norms,
                                                      self.blocks):
-            x = feats[kind][stage]
-            size = tuple(x.shape[2:])
-            if tuple(s // g for s, g in zip(size, self.grid)) != embed.kernel_size or any(
-                    s % g for s, g in zip(size, self.grid)):
-                raise PlanLiteError(
-                    f"patient branch: source {kind}{stage} has size {size}, which patient_token_grid "
-                    f"{self.grid} must divide into patches of {embed.kernel_size} (set train.patch_size / "
-                    "patient_token_grid consistently with the input size)")
+            x = fit_to_token_grid(feats[kind][stage], tuple(k * g for k, g in zip(embed.kernel_size, self.grid)))
             pix = norm(embed(x)).flatten(2).transpose(1, 2) + self.pixel_pos_embed
             mem = block(mem, pix)
         return self.classifier(self.norm(mem.mean(1)))
