@@ -14,7 +14,7 @@ import torch
 from plan_lite.config import get_preset
 from plan_lite.engine.checkpoint import load_checkpoint, save_checkpoint, state_dict_digest
 from plan_lite.engine.sampler import PatchSampler, TrainCase, ignore_small_lesions, make_train_case
-from plan_lite.engine.train import Schedule, patient_targets, train
+from plan_lite.engine.train import Schedule, train
 from plan_lite.errors import CheckpointError
 from plan_lite.labels import IGNORE_LABEL
 
@@ -69,15 +69,17 @@ def test_stage_two_starts_a_fresh_optimizer(small_ds, tmp_path, mode):
 
 def test_patient_targets_soft_labels():
     """Soft labels min(1, volume / 245 mm^3): the same lesion volume gives the same label at every spacing."""
+    from plan_lite.losses import patient_targets
+
     cfg = get_preset("tiny", spacing=(5.0, 0.7, 0.7))  # 2.45 mm^3 voxels: the threshold is the code's 100 voxels
     lab = np.zeros((2, 4, 8, 8), np.int64)
     lab[0, 0, :5, :10 // 2] = 9  # 25 voxels of metastasis
     lab[1, :, :, :] = IGNORE_LABEL
-    t = patient_targets(lab, cfg)
+    t = patient_targets(torch.from_numpy(lab), cfg).numpy()
     assert t.shape == (2, 11)
     assert t[0, 0] == pytest.approx(0.25) and t[0, 2] == pytest.approx(0.25) and t[0, 1] == 0  # any, malignant
     assert not t[1].any()
-    coarse = patient_targets(lab, get_preset("tiny", spacing=(5.0, 1.4, 1.4)))  # 4x the voxel volume
+    coarse = patient_targets(torch.from_numpy(lab), get_preset("tiny", spacing=(5.0, 1.4, 1.4)))  # 4x the voxel volume
     assert coarse[0, 0] == pytest.approx(1.0)
 
 

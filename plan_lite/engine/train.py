@@ -33,7 +33,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from plan_lite.config import PlanConfig
@@ -49,7 +48,6 @@ from plan_lite.engine.distributed import (
 )
 from plan_lite.engine.sampler import PatchSampler
 from plan_lite.errors import PlanLiteError
-from plan_lite.labels import IGNORE_LABEL, patient_labels_from_label_counts
 from plan_lite.utils import atomic_write_json, seed_everything
 
 
@@ -104,17 +102,6 @@ class Schedule:
     def state_dict(self) -> dict:
         return {"stage1": self.stage1, "stage2": self.stage2, "patient_start": self.patient_start, "lr": self.lr,
                 "power": self.power, "warmup2": self.warmup2}
-
-
-def patient_targets(labels: np.ndarray, cfg: PlanConfig) -> np.ndarray:
-    """(B, 11) soft patient labels ``min(1, volume / patient_size_threshold_mm3)`` per group (Sec. 3.2)."""
-    thr = cfg.voxels(cfg.loss.patient_size_threshold_mm3) if cfg.loss.patient_soft_labels else None
-    rows = []
-    for lab in labels:
-        counts = np.bincount(lab[lab != IGNORE_LABEL].ravel(), minlength=15)
-        rows.append(patient_labels_from_label_counts(dict(enumerate(counts.tolist())), cfg.model.patient_groups,
-                                                     size_threshold=thr))
-    return np.asarray(rows, dtype=np.float32)
 
 
 def _amp_dtype(device: torch.device, cfg: PlanConfig):
@@ -227,8 +214,7 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
                 set_learning_rate(optimizer, lr, stage, cfg)
                 images, labels = sampler.sample()
                 x = torch.from_numpy(images).to(info.device)
-                targets = {"labels": torch.from_numpy(labels).to(info.device),
-                           "patient": torch.from_numpy(patient_targets(labels, cfg)).to(info.device)}
+                targets = {"labels": torch.from_numpy(labels).to(info.device)}  # patient targets: the criterion's
                 net.train()
                 with torch.autocast(info.device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None):
                     outputs = net(x, stage=stage)
@@ -360,4 +346,4 @@ def _progress(enabled: bool, total: int, initial: int):
     return tqdm(total=total, initial=initial, desc="train", unit="step", dynamic_ncols=True)
 
 
-__all__ = ["train", "Schedule", "patient_targets", "build_optimizer", "set_learning_rate"]
+__all__ = ["train", "Schedule", "build_optimizer", "set_learning_rate"]

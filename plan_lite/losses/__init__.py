@@ -1,7 +1,7 @@
 """PLAN losses (Eq. 1): pixel DC + CE, Hungarian-matched lesion-branch point losses with Sec. 2.2 FES,
 patient BCE and lesion-patient consistency (plan_reference.md Sec. 2.3, 2.4, 3.2, 4.4-4.7, 6.1)."""
 
-from plan_lite.losses.criterion import PlanCriterion, consistency_loss, soft_patient_labels
+from plan_lite.losses.criterion import PlanCriterion, consistency_loss, patient_targets, soft_patient_labels
 from plan_lite.losses.matcher import HungarianMatcher, hungarian_match
 from plan_lite.losses.pixel_loss import PixelDiceCELoss
 from plan_lite.losses.point_sampling import fes_points, importance_points, point_sample, sample_points
@@ -11,4 +11,5 @@ __all__ = [
     "PlanCriterion", "HungarianMatcher", "hungarian_match", "PixelDiceCELoss", "build_targets",
     "point_sample", "importance_points", "fes_points", "sample_points", "consistency_loss",
     "soft_patient_labels",
+    "patient_targets",
 ]

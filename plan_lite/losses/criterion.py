@@ -70,6 +70,18 @@ def soft_patient_labels(labels: Tensor, groups: str = "paper", size_threshold: f
     return torch.tensor(rows, dtype=torch.float32, device=labels.device)
 
 
+def patient_targets(labels: Tensor, cfg) -> Tensor:
+    """(B, 11) patient targets of patch label maps (B, D, H, W) as the config asks (Sec. 3.2, Eq. 1 ``L_patient``).
+
+    The one home of this rule: with ``loss.patient_soft_labels`` the official code's soft volume labels
+    ``min(1, volume / patient_size_threshold_mm3)`` per group (the threshold converted to voxels at the training
+    spacing, so every spacing means the same volume), else hard 0/1 labels.
+    """
+    lc = cfg.loss
+    thr = cfg.voxels(lc.patient_size_threshold_mm3) if lc.patient_soft_labels else None
+    return soft_patient_labels(labels, cfg.model.patient_groups, thr)
+
+
 class PlanCriterion(nn.Module):
     """``PlanCriterion(cfg)(outputs, targets, stage=2, patient_active=True) -> dict`` of weighted scalar terms.
 
@@ -191,8 +203,7 @@ class PlanCriterion(nn.Module):
                 plog = outputs["patient_logits"].float()
                 ptgt = targets.get("patient")
                 if ptgt is None:
-                    thr = self.cfg.voxels(lc.patient_size_threshold_mm3) if lc.patient_soft_labels else None
-                    ptgt = soft_patient_labels(labels, self.cfg.model.patient_groups, thr)
+                    ptgt = patient_targets(labels, self.cfg)
                 losses["loss_patient"] = lc.w_patient * F.binary_cross_entropy_with_logits(
                     plog, ptgt.to(plog.device).float())
                 if lc.consistency and lesion:
@@ -229,4 +240,4 @@ class PlanCriterion(nn.Module):
             losses["loss_aux"] = aux
 
 
-__all__ = ["PlanCriterion", "consistency_loss", "soft_patient_labels", "dice_loss_points"]
+__all__ = ["PlanCriterion", "consistency_loss", "soft_patient_labels", "patient_targets", "dice_loss_points"]

@@ -46,9 +46,8 @@ from plan_lite.data.io import MSDDataset, read_cases_csv
 from plan_lite.data.synthetic import generate_case
 from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
-from plan_lite.engine.train import patient_targets
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
-from plan_lite.losses import PlanCriterion, build_targets, point_sample, sample_points
+from plan_lite.losses import PlanCriterion, build_targets, patient_targets, point_sample, sample_points
 from plan_lite.metrics.lesion import equivalent_radius
 from plan_lite.model import PLAN
 from plan_lite.utils import atomic_write_json
@@ -246,7 +245,7 @@ if demo_patch:
     torch.manual_seed(seed)
     model = PLAN(cfg).eval()
     criterion = PlanCriterion(cfg, generator=torch.Generator().manual_seed(seed))
-    targets = {"labels": torch.from_numpy(labels), "patient": torch.from_numpy(patient_targets(labels, cfg))}
+    targets = {"labels": torch.from_numpy(labels), "patient": patient_targets(torch.from_numpy(labels), cfg)}
     with torch.no_grad():
         outputs = model(torch.from_numpy(images))
         losses = criterion(outputs, targets, return_points=True)

@@ -44,10 +44,9 @@ from plan_lite.config import get_preset
 from plan_lite.data.io import MSDDataset, read_cases_csv
 from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
-from plan_lite.engine.train import patient_targets
 from plan_lite.labels import LESION_TYPE_NAMES, NUM_LESION_TYPES, patient_output_names
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
-from plan_lite.losses import PlanCriterion, build_targets, consistency_loss
+from plan_lite.losses import PlanCriterion, build_targets, consistency_loss, patient_targets
 from plan_lite.model import PLAN
 from plan_lite.utils import atomic_write_json
 
@@ -110,7 +109,7 @@ for raw, fg in zip(raws, (1.0, 0.0)):
     batch_img.append(img[0])
     batch_lab.append(lab[0])
 images, labels = np.stack(batch_img), np.stack(batch_lab)
-patient = patient_targets(labels, cfg)
+patient = patient_targets(torch.from_numpy(labels), cfg).numpy()
 targets = {"labels": torch.from_numpy(labels), "patient": torch.from_numpy(patient)}
 targets["instances"] = build_targets(targets["labels"], cfg)  # computed once, reused by every criterion call
 names = patient_output_names(cfg.model.patient_groups)
@@ -288,7 +287,7 @@ if n_reference_cases:
                              rcfg.voxels(rcfg.data.min_lesion_volume_mm3))
         fg = 1.0 if r["group"] == "tumor" and int(r["num_lesions"]) > 0 else 0.0
         img, lab = PatchSampler([tc], rcfg.train.patch_size, 1, fg_oversample=fg, seed=seed).sample()
-        targets_ref.append(patient_targets(lab, rcfg)[0, 3:])
+        targets_ref.append(patient_targets(torch.from_numpy(lab), rcfg)[0, 3:].numpy())
         with torch.no_grad():
             for name, net in (("trained", trained), ("untrained", untrained)):
                 d, p = readouts(net(torch.from_numpy(img)))
