@@ -152,3 +152,21 @@ def test_cases_csv_and_lesions_json(tmp_path):
     (tmp_path / "bad.json").write_text("[1, 2]")
     with pytest.raises(DatasetError, match="bad.json"):
         read_lesions_json(tmp_path / "bad.json")
+
+
+def test_cases_csv_one_reader_checks_columns_and_numbers(tmp_path):
+    """``read_cases_csv`` is the one reader of cases.csv; patient metrics ask it for their columns as numbers."""
+    from plan_lite.metrics.patient import PATIENT_NAMES, read_cases_table
+
+    path = tmp_path / "cases.csv"
+    head = "case,split,group," + ",".join(PATIENT_NAMES)
+    path.write_text(head + "\nc1,test,tumor," + ",".join(["1"] * len(PATIENT_NAMES)) + "\n")
+    rows = read_cases_table(path)
+    assert rows[0]["case"] == "c1" and all(isinstance(rows[0][n], float) for n in PATIENT_NAMES)
+    path.write_text(head + "\nc1,test,tumor,yes" + ",0" * (len(PATIENT_NAMES) - 1) + "\n")
+    with pytest.raises(DatasetError, match=rf"cases.csv:2: column {PATIENT_NAMES[0]} is not a number: 'yes'"):
+        read_cases_table(path)
+    path.write_text("case,split\nc1,test\n")
+    with pytest.raises(DatasetError, match="missing column"):
+        read_cases_table(path)
+    assert read_cases_csv(path) == [{"case": "c1", "split": "test"}]

@@ -437,19 +437,29 @@ class MSDDataset:
 _TEXT_COLUMNS = ("case", "split", "group")
 
 
-def read_cases_csv(path: str | os.PathLike) -> list[dict]:
-    """Rows of ``cases.csv`` as dicts; numeric columns become int/float, ``case``/``split``/``group`` stay text."""
+def read_cases_csv(path: str | os.PathLike, required: Iterable[str] = ("case",),
+                   numeric: Iterable[str] = ()) -> list[dict]:
+    """Rows of ``cases.csv`` as dicts: numeric values become int / float, ``case`` / ``split`` / ``group`` stay
+    text. The one reader of the file: ``required`` columns must exist and ``numeric`` ones hold a number in
+    every row (``DatasetError`` naming the file, and the line for a bad value)."""
     path = Path(path)
     try:
         with open(path, newline="") as fh:
             reader = csv.DictReader(fh)
-            if reader.fieldnames is None or "case" not in reader.fieldnames:
-                raise DatasetError(f"{path}: cases.csv needs a 'case' column")
+            cols = reader.fieldnames or []
+            missing = [c for c in dict.fromkeys([*required, *numeric]) if c not in cols]
+            if missing:
+                raise DatasetError(f"{path}: cases.csv is missing column(s) {', '.join(missing)}")
             rows = []
-            for row in reader:
-                rows.append({k: (v if k in _TEXT_COLUMNS else _number(v)) for k, v in row.items() if k is not None})
+            for line, row in enumerate(reader, start=2):
+                rec = {k: (v if k in _TEXT_COLUMNS else _number(v)) for k, v in row.items() if k is not None}
+                for k in numeric:
+                    if isinstance(rec[k], bool) or not isinstance(rec[k], (int, float)):
+                        raise DatasetError(f"{path}:{line}: column {k} is not a number: {row[k]!r}")
+                    rec[k] = float(rec[k])
+                rows.append(rec)
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc})") from None
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
     return rows
 
 

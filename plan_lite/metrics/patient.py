@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
@@ -33,28 +32,11 @@ TYPE_NAMES: list[str] = [n for n in PATIENT_NAMES if n.startswith("type_")]
 
 
 def read_cases_table(path) -> list[dict]:
-    """Rows of ``cases.csv`` with the 11 label columns as floats. Raises PlanLiteError naming the file."""
-    path = Path(path)
-    try:
-        with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            cols = reader.fieldnames or []
-            rows = list(reader)
-    except OSError as exc:
-        raise PlanLiteError(f"{path}: cannot read cases table ({exc.strerror or exc})") from None
-    missing = [c for c in ("case", "split", "group", *PATIENT_NAMES) if c not in cols]
-    if missing:
-        raise PlanLiteError(f"{path}: missing column(s) {', '.join(missing)}")
-    out = []
-    for i, r in enumerate(rows, start=2):
-        row = dict(r)
-        for n in PATIENT_NAMES:
-            try:
-                row[n] = float(r[n])
-            except (TypeError, ValueError):
-                raise PlanLiteError(f"{path}:{i}: column {n} is not a number: {r[n]!r}") from None
-        out.append(row)
-    return out
+    """Rows of ``cases.csv`` for patient metrics: ``case``, ``split``, ``group`` and the 11 label columns as
+    floats (``plan_lite.data.io.read_cases_csv`` with those requirements)."""
+    from plan_lite.data.io import read_cases_csv
+
+    return read_cases_csv(path, required=("case", "split", "group"), numeric=PATIENT_NAMES)
 
 
 def read_patient_scores(path) -> dict[str, float]:
