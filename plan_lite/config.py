@@ -304,11 +304,9 @@ def validate_config(cfg: PlanConfig) -> None:
                             "heads_lr_scale > 0")
     if not 0.0 <= inf.overlap < 1.0:
         raise PlanLiteError(f"config: infer.overlap must be in [0, 1), got {inf.overlap}")
-    total = [1, 1, 1]
-    for s in m.stage_strides:
-        total = [t * x for t, x in zip(total, s)]
+    total = total_stride(cfg)
     if any(p % t for p, t in zip(cfg.train.patch_size, total)):
-        raise PlanLiteError(f"config: patch_size {cfg.train.patch_size} not divisible by total stride {tuple(total)}")
+        raise PlanLiteError(f"config: patch_size {cfg.train.patch_size} not divisible by total stride {total}")
 
 
 def cumulative_strides(cfg: PlanConfig) -> list[Triple]:
@@ -318,6 +316,11 @@ def cumulative_strides(cfg: PlanConfig) -> list[Triple]:
         cur = tuple(c * x for c, x in zip(cur, s))
         out.append(cur)
     return out
+
+
+def total_stride(cfg: PlanConfig) -> Triple:
+    """(z, y, x) stride of the deepest encoder stage: every input size must be a multiple of it."""
+    return cumulative_strides(cfg)[-1]
 
 
 def _paper() -> PlanConfig:
@@ -462,6 +465,6 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
 
 __all__ = [
     "ModelConfig", "LossConfig", "DataConfig", "TrainConfig", "InferConfig", "PlanConfig", "get_preset", "apply_overrides",
-    "config_diff", "config_diff_markdown", "parse_overrides", "cumulative_strides", "PRESETS", "VARIANTS", "CPU_RECIPE",
+    "config_diff", "config_diff_markdown", "parse_overrides", "cumulative_strides", "total_stride", "PRESETS", "VARIANTS", "CPU_RECIPE",
     "EASY_SYNTH", "CPU_SYNTH",
 ]

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from plan_lite.metrics import evaluate_folders, plot_roc, tables_markdown
+    from plan_lite.metrics import evaluate_folders, tables_markdown
     from plan_lite.utils import atomic_write_json, atomic_write_text
 
     splits = None if args.split.strip().lower() == "all" else tuple(s for s in args.split.split(",") if s)
@@ -49,8 +49,17 @@ def run(args: argparse.Namespace) -> int:
     pat = m["patient"]
     if pat.get("available") and curves:
         spec, sens = pat.get("specificity"), pat.get("sensitivity")
-        op = (1.0 - spec, sens) if spec is not None and sens is not None else None
-        plot_roc(curves, out.with_name("roc.png"), operating_point=op, title="Patient-level ROC")
+        from plan_lite.utils import atomic_path
+        from plan_lite.viz import plot_roc
+
+        op = None
+        if spec is not None and sens is not None and "any_tumor" in curves:
+            op = {"any_tumor": {"fpr": 1.0 - spec, "tpr": sens}}
+            if pat.get("threshold") is not None:
+                op["any_tumor"]["threshold"] = pat["threshold"]
+        fig = plot_roc(curves, operating_point=op, title="Patient-level ROC")
+        with atomic_path(out.with_name("roc.png"), suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=120)
     elif not pat.get("available"):
         md += "\n(patient metrics need --cases cases.csv)\n"
     if m.get("label_map"):

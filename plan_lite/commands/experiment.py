@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_VARIANTS = ("plan", "no_anchor", "no_fes", "no_consistency", "pixel_only", "mask2former")
+from plan_lite.config import VARIANTS
+
+DEFAULT_VARIANTS = tuple(VARIANTS)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

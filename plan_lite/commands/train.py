@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-VARIANT_NAMES = ("plan", "no_anchor", "no_fes", "no_consistency", "pixel_only", "mask2former")
+from plan_lite.config import VARIANTS
+
+VARIANT_NAMES = tuple(VARIANTS)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -17,10 +17,11 @@ import math
 from pathlib import Path
 from typing import Any
 
+from plan_lite.config import VARIANTS
 from plan_lite.errors import PlanLiteError
 from plan_lite.utils import atomic_write_json, atomic_write_text
 
-DEFAULT_VARIANTS = ("plan", "no_anchor", "no_fes", "no_consistency", "pixel_only", "mask2former")
+DEFAULT_VARIANTS = tuple(VARIANTS)  # every variant of Table 4, in the config's order
 VOLUME_SCORED = ("pixel_only", "mask2former")
 
 

@@ -1,9 +1,7 @@
-"""Markdown tables shaped like the paper's Table 1 (patient-level screening) and Table 2 (lesion level), and ROC
-curve plots (matplotlib, Agg backend) with the operating point marked."""
+"""Markdown tables shaped like the paper's Table 1 (patient-level screening) and Table 2 (lesion level).
+ROC curves are drawn by :func:`plan_lite.viz.plot_roc`."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 
 def _pct(v) -> str:
@@ -52,27 +50,3 @@ def tables_markdown(metrics: dict, title: str | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
-def plot_roc(curves: dict, path, operating_point: tuple[float, float] | None = None, title: str = "ROC",
-             op_curve: str = "any_tumor") -> Path:
-    """Save ROC curves ``{name: {"fpr", "tpr", "auc"}}`` as PNG; ``operating_point`` = (1 - specificity,
-    sensitivity) of ``op_curve`` is marked. Returns the path (written atomically)."""
-    from matplotlib.figure import Figure  # no pyplot: the caller's backend and figure list stay untouched
-
-    from plan_lite.utils import atomic_path
-
-    fig = Figure(figsize=(4.5, 4.5), dpi=120)
-    ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], color="0.7", lw=1, ls="--")
-    for name, c in curves.items():
-        auc = c.get("auc")
-        ax.plot(c["fpr"], c["tpr"], lw=1.8, label=f"{name} (AUC {auc:.3f})" if auc is not None else name)
-    if operating_point is not None and None not in operating_point:
-        ax.plot([operating_point[0]], [operating_point[1]], "o", ms=8, mfc="none", mec="k", mew=1.5,
-                label=f"operating point ({op_curve})")
-    ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 - specificity", ylabel="sensitivity", title=title)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png")
-    return path

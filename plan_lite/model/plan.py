@@ -12,12 +12,10 @@ only, no patient branch), ``anchor_queries`` off (no_anchor ablation).
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
-from plan_lite.config import cumulative_strides
+from plan_lite.config import cumulative_strides, total_stride
 from plan_lite.errors import PlanLiteError
 from plan_lite.model.anchors import compute_anchors
 from plan_lite.model.backbone import Backbone
@@ -56,7 +54,7 @@ class PLAN(nn.Module):
 
     @property
     def total_stride(self) -> tuple[int, int, int]:
-        return tuple(math.prod(s[i] for s in self.cfg.model.stage_strides) for i in range(3))
+        return total_stride(self.cfg)
 
     def forward(self, images: torch.Tensor, stage: int = 2) -> dict:
         m = self.cfg.model
