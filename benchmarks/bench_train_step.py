@@ -47,8 +47,10 @@ def _batch(cfg, batch: int, device):
 def _dynunet(cfg):
     from monai.networks.nets import DynUNet
 
+    from plan_lite.labels import NUM_CLASSES
+
     m = cfg.model
-    return DynUNet(3, m.in_channels, m.num_classes, kernel_size=list(m.stage_kernels), strides=list(m.stage_strides),
+    return DynUNet(3, m.in_channels, NUM_CLASSES, kernel_size=list(m.stage_kernels), strides=list(m.stage_strides),
                    upsample_kernel_size=list(m.stage_strides[1:]), filters=list(m.stage_widths),
                    norm_name="instance", act_name=("leakyrelu", {"negative_slope": 0.01, "inplace": True}))
 

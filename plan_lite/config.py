@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from plan_lite.errors import PlanLiteError
 
@@ -23,7 +23,6 @@ class ModelConfig:
     """Architecture (Fig. 1): backbone + FPN, pixel branch, anchor queries, lesion branch, patient branch."""
 
     in_channels: int = 3  # one per CT phase (NC, late arterial, portal venous)
-    num_classes: int = 15  # pixel-branch classes, the fixed label map (labels.py)
     # nnU-Net-style encoder for 0.7 x 0.7 x 5 mm (plan_reference.md Sec. 4.1)
     stage_widths: tuple[int, ...] = (32, 64, 128, 256, 320, 320, 320)
     stage_strides: tuple[Triple, ...] = ((1, 1, 1), (1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2))
@@ -59,22 +58,9 @@ class ModelConfig:
     patient_mlp_ratio: float = 4.0
     patient_dropout: float = 0.2
     patient_drop_path: float = 0.2
-    patient_groups: str = "paper"  # "paper" or "code" (labels.PATIENT_GROUPS)
-    # Baselines compared in the paper
-    pixel_only: bool = False  # nnU-Net-like: backbone + pixel branch only
-    mask2former: bool = False  # learned queries only, no FES, no patient branch
-
-    @property
-    def use_lesion_branch(self) -> bool:
-        return not self.pixel_only
-
-    @property
-    def use_anchors(self) -> bool:
-        return self.anchor_queries and not self.pixel_only and not self.mask2former
-
-    @property
-    def use_patient_branch(self) -> bool:
-        return self.patient_branch and not self.pixel_only and not self.mask2former
+    patient_groups: Literal["paper", "code"] = "paper"  # labels.PATIENT_GROUPS
+    # The lesion branch (Sec. 2.2); off = the nnU-Net-like pixel-only baseline (VARIANTS["pixel_only"])
+    lesion_branch: bool = True
 
 
 @dataclass
@@ -94,11 +80,11 @@ class LossConfig:
     fes: bool = True  # foreground-enhanced sampling (Sec. 2.2)
     fes_fg_points: int = 3  # n (paper 3; code int(0.0002 * K) = 2)
     fes_fg_on_stuff: bool = False  # code: FES points on stuff targets too
-    fes_point_norm: str = "center"  # "center": (i + 0.5) / S; "code": i / (S - 1)
-    fes_pad: str = "repeat"  # target < n voxels: "repeat" its voxels (all FES points fg); "random": any voxel (code)
+    fes_point_norm: Literal["center", "code"] = "center"  # "center": (i + 0.5) / S; "code": i / (S - 1)
+    fes_pad: Literal["repeat", "random"] = "repeat"  # target < n voxels: "repeat" its voxels (all FES points fg); "random": any voxel (code)
     matcher_fg_points: bool = False  # D5 opt-in
     consistency: bool = True
-    consistency_reduction: str = "sum"  # "sum" (code) or "mean"
+    consistency_reduction: Literal["sum", "mean"] = "sum"  # "sum" (code) or "mean"
     patient_soft_labels: bool = True
     patient_size_threshold_mm3: float = 245.0  # lesion volume for a soft label of 1 (code: 100 voxels of 2.45 mm^3)
     deep_supervision: bool = True  # Mask2Former aux losses on every decoder layer
@@ -122,7 +108,7 @@ class TrainConfig:
 
     patch_size: Triple = (24, 256, 256)
     batch_size: int = 2
-    optimizer: str = "radam"
+    optimizer: Literal["radam"] = "radam"
     lr: float = 1e-4
     weight_decay: float = 1e-4
     poly_power: float = 0.9
@@ -137,10 +123,9 @@ class TrainConfig:
     elastic: bool = False
     val_every: int = 250
     seed: int = 0
-    num_workers: int = 0
     # Stage switch. The official stages are two runs: stage 2 loads the stage-1 weights into a fresh optimizer
     # with its own poly schedule. "continue" keeps the stage-1 RAdam state (this package before 0.2).
-    stage2_optimizer: str = "fresh"  # "fresh" | "continue"
+    stage2_optimizer: Literal["fresh", "continue"] = "fresh"
     stage2_warmup: float = 0.0  # fraction of stage 2 with a linear LR warm-up from 0
     stage2_backbone_lr_scale: float = 1.0  # LR factor of backbone + pixel branch in stage 2
     heads_lr_scale: float = 1.0  # LR factor of the lesion and patient branches (the transformer heads), every stage
@@ -159,9 +144,9 @@ class InferConfig:
     from the predicted liver are dropped.
     """
 
-    lesion_output: str = "instance"
-    semantic: str = "lesion"
-    lesion_decision: str = "argmax"  # "argmax" | "merged" (semantic output)
+    lesion_output: Literal["instance", "semantic"] = "instance"
+    semantic: Literal["lesion", "pixel", "fused"] = "lesion"
+    lesion_decision: Literal["argmax", "merged"] = "argmax"  # semantic output
     score_threshold: float = 0.5  # instance output: keep queries whose score exceeds it
     mask_threshold: float = 0.5  # instance output: a query's mask = sigmoid > this
     overlap: float = 0.5  # sliding-window overlap
@@ -198,21 +183,26 @@ class PlanConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> PlanConfig:
-        def build(kind, values):
-            kw = {}
-            for f in fields(kind):
-                if f.name in values:
-                    kw[f.name] = _coerce(getattr(kind(), f.name), values[f.name])
-            return kind(**kw)
+        """The config a ``to_dict`` wrote. Unknown keys are an error (as in ``apply_overrides``), except the two
+        meta-flags of configs saved before 0.3 (``model.pixel_only`` / ``model.mask2former``), which are expanded
+        into the plain flags of their variant."""
+        d = _upgrade(d)
+        unknown = [g for g in d if g not in ("name", *_GROUPS)]
+        if unknown:
+            raise PlanLiteError(f"config: unknown group(s) {', '.join(map(repr, unknown))}")
 
-        return cls(
-            name=d.get("name", "custom"),
-            model=build(ModelConfig, d.get("model", {})),
-            loss=build(LossConfig, d.get("loss", {})),
-            data=build(DataConfig, d.get("data", {})),
-            train=build(TrainConfig, d.get("train", {})),
-            infer=build(InferConfig, d.get("infer", {})),
-        )
+        def build(group, kind, values):
+            names = {f.name for f in fields(kind)}
+            bad = [k for k in values if k not in names]
+            if bad:
+                raise PlanLiteError(f"config: unknown option(s) {', '.join(f'{group}.{k}' for k in bad)}")
+            base = kind()
+            return kind(**{k: _coerce(getattr(base, k), v) for k, v in values.items()})
+
+        cfg = cls(name=d.get("name", "custom"),
+                  **{g: build(g, kind, d.get(g, {})) for g, kind in zip(_GROUPS, _KINDS)})
+        validate_config(cfg)
+        return cfg
 
     def flat(self) -> dict[str, Any]:
         """Dotted-key view, e.g. ``{"model.num_queries": 20, ...}``."""
@@ -220,6 +210,33 @@ class PlanConfig:
 
 
 _GROUPS = ("model", "loss", "data", "train", "infer")
+_KINDS = (ModelConfig, LossConfig, DataConfig, TrainConfig, InferConfig)
+
+
+def _upgrade(d: dict[str, Any]) -> dict[str, Any]:
+    """Expand the meta-flags of configs saved before 0.3 into the plain flags they switched."""
+    model = dict(d.get("model", {}))
+    if "pixel_only" not in model and "mask2former" not in model and "num_classes" not in model:
+        return d
+    d = {**d, "model": model, "loss": dict(d.get("loss", {})), "train": dict(d.get("train", {}))}
+    model.pop("num_classes", None)
+    d["train"].pop("num_workers", None)
+    for flag in ("pixel_only", "mask2former"):
+        if model.pop(flag, False):
+            for key, value in VARIANTS[flag].items():
+                group = next(g for g, kind in zip(_GROUPS, _KINDS) if key in {f.name for f in fields(kind)})
+                d[group][key] = value
+    return d
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    """``{"group.field": allowed values}`` of every ``Literal`` field (the one list of string options)."""
+    out = {}
+    for g, kind in zip(_GROUPS, _KINDS):
+        for name, hint in get_type_hints(kind).items():
+            if get_origin(hint) is Literal:
+                out[f"{g}.{name}"] = get_args(hint)
+    return out
 
 
 def _coerce(default: Any, value: Any) -> Any:
@@ -285,18 +302,13 @@ def validate_config(cfg: PlanConfig) -> None:
         raise PlanLiteError(f"config: in_channels={m.in_channels} but {len(d.phases)} phases {d.phases}")
     if m.hidden_dim % m.num_heads:
         raise PlanLiteError("config: hidden_dim must be divisible by num_heads")
-    if m.patient_groups not in ("paper", "code"):
-        raise PlanLiteError("config: patient_groups must be 'paper' or 'code'")
-    if cfg.loss.fes_point_norm not in ("center", "code"):
-        raise PlanLiteError("config: fes_point_norm must be 'center' or 'code'")
-    if cfg.loss.consistency_reduction not in ("sum", "mean"):
-        raise PlanLiteError("config: consistency_reduction must be 'sum' or 'mean'")
+    if not m.lesion_branch and (m.anchor_queries or cfg.loss.consistency):
+        raise PlanLiteError("config: anchor_queries and consistency need the lesion branch (model.lesion_branch); "
+                            "the pixel-only baseline is --variant pixel_only")
     t, inf = cfg.train, cfg.infer
-    choices = {"train.stage2_optimizer": (t.stage2_optimizer, ("fresh", "continue")),
-               "infer.lesion_output": (inf.lesion_output, ("instance", "semantic")),
-               "infer.semantic": (inf.semantic, ("lesion", "pixel", "fused")),
-               "infer.lesion_decision": (inf.lesion_decision, ("argmax", "merged"))}
-    for key, (value, allowed) in choices.items():
+    for key, allowed in _choices().items():
+        group, name = key.split(".")
+        value = getattr(getattr(cfg, group), name)
         if value not in allowed:
             raise PlanLiteError(f"config: {key} must be one of {', '.join(allowed)}, got {value!r}")
     if not 0.0 <= t.stage2_warmup < 1.0 or t.stage2_backbone_lr_scale < 0 or t.heads_lr_scale <= 0:
@@ -398,8 +410,12 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no_anchor": {"anchor_queries": False},
     "no_fes": {"fes": False},
     "no_consistency": {"consistency": False},
-    "pixel_only": {"pixel_only": True},
-    "mask2former": {"mask2former": True, "query_pos_embed": True},
+    # nnU-Net-like: backbone + pixel branch; patient score from the predicted tumour volume
+    "pixel_only": {"lesion_branch": False, "anchor_queries": False, "patient_branch": False, "fes": False,
+                   "consistency": False},
+    # PLAN's 3D Mask2Former baseline: learned queries with positional embedding, no anchors, FES, patient branch
+    "mask2former": {"anchor_queries": False, "patient_branch": False, "fes": False, "consistency": False,
+                    "query_pos_embed": True},
 }
 
 # A few CPU minutes of training that find lesions (lessons 5-7, the end-to-end test, ``benchmarks/bench_budget.py``).

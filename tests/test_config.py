@@ -55,11 +55,57 @@ def test_bad_overrides_raise(bad):
         get_preset("tiny", **bad)
 
 
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_variant_is_its_plain_flags(variant):
+    """A variant is nothing but the plain options it sets: config --diff against plan shows all of them."""
+    from plan_lite.config import config_diff
+
+    base, cfg = get_preset("tiny"), get_preset("tiny", **VARIANTS[variant])
+    changed = {key.split(".", 1)[1]: value for key, value, _ in config_diff(cfg, base)}
+    assert changed == VARIANTS[variant]  # every flag the variant sets changes a default, nothing else changes
+
+
 def test_variants_switch_effective_parts():
-    assert not get_preset("tiny", **VARIANTS["mask2former"]).model.use_anchors
-    assert not get_preset("tiny", **VARIANTS["mask2former"]).model.use_patient_branch
-    assert not get_preset("tiny", **VARIANTS["pixel_only"]).model.use_lesion_branch
-    assert get_preset("tiny").model.use_anchors
+    assert not get_preset("tiny", **VARIANTS["mask2former"]).model.anchor_queries
+    assert not get_preset("tiny", **VARIANTS["mask2former"]).model.patient_branch
+    assert not get_preset("tiny", **VARIANTS["mask2former"]).loss.fes
+    assert not get_preset("tiny", **VARIANTS["pixel_only"]).model.lesion_branch
+    assert get_preset("tiny").model.anchor_queries
+    with pytest.raises(PlanLiteError, match="need the lesion branch"):
+        get_preset("tiny", lesion_branch=False)  # anchors and consistency would be silently off
+
+
+def test_from_dict_round_trip_rejects_unknown_and_upgrades_old_flags():
+    from plan_lite.config import PlanConfig
+
+    cfg = get_preset("tiny", **VARIANTS["mask2former"])
+    assert PlanConfig.from_dict(cfg.to_dict()) == cfg
+    d = cfg.to_dict()
+    d["model"]["num_querries"] = 3
+    with pytest.raises(PlanLiteError, match="model.num_querries"):
+        PlanConfig.from_dict(d)
+    old = get_preset("tiny").to_dict()  # a checkpoint written before the meta-flags were expanded
+    old["model"].update(pixel_only=True, num_classes=15)
+    old["train"]["num_workers"] = 0
+    up = PlanConfig.from_dict(old)
+    assert up.model == get_preset("tiny", **VARIANTS["pixel_only"]).model
+
+
+def test_string_options_are_checked_from_their_literal_types():
+    from plan_lite.config import _choices
+
+    ch = _choices()
+    assert ch["infer.lesion_output"] == ("instance", "semantic") and ch["train.stage2_optimizer"] == ("fresh", "continue")
+    assert ch["loss.fes_point_norm"] == ("center", "code") and "model.patient_groups" in ch
+    with pytest.raises(PlanLiteError, match="infer.semantic must be one of lesion, pixel, fused"):
+        get_preset("tiny", semantic="both")
+
+
+def test_cli_config_variant_diff(capsys):
+    assert main(["config", "--preset", "tiny", "--variant", "pixel_only", "--diff", "tiny"]) == 0
+    out = capsys.readouterr().out
+    for key in ("model.lesion_branch", "model.anchor_queries", "model.patient_branch", "loss.fes", "loss.consistency"):
+        assert key in out
 
 
 def test_cli_config_diff(capsys):

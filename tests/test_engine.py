@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from plan_lite.config import get_preset
+from plan_lite.config import VARIANTS, get_preset
 from plan_lite.engine.checkpoint import load_checkpoint, save_checkpoint, state_dict_digest
 from plan_lite.engine.sampler import PatchSampler, TrainCase, ignore_small_lesions, make_train_case
 from plan_lite.engine.train import Schedule, train
@@ -45,7 +45,7 @@ def test_schedule_split_and_poly_lr():
     assert [s.stage(i) for i in (0, 9, 10, 29)] == [1, 1, 2, 2]
     assert s.lr_at(0) == pytest.approx(cfg.train.lr) and s.lr_at(10) == pytest.approx(cfg.train.lr)
     assert s.lr_at(5) == pytest.approx(cfg.train.lr * 0.5 ** 0.9)
-    po = Schedule.from_config(get_preset("tiny", pixel_only=True), max_steps=30)
+    po = Schedule.from_config(get_preset("tiny", **VARIANTS["pixel_only"]), max_steps=30)
     assert (po.stage1, po.stage2) == (30, 0) and po.stage(29) == 1
     w = Schedule.from_config(get_preset("tiny", stage2_warmup=0.25), max_steps=30)  # 5 warm-up steps of 20
     assert w.warmup2 == 5 and w.lr_at(9) == pytest.approx(s.lr_at(9))

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from plan_lite.config import get_preset
+from plan_lite.config import VARIANTS, get_preset
 from plan_lite.losses import (
     HungarianMatcher,
     PixelDiceCELoss,
@@ -358,7 +358,7 @@ def test_criterion_switches():
     crit = PlanCriterion(_cfg(fes=False))
     crit(_outputs(), lab, return_points=True)
     assert all(int(p["n_fes"].sum()) == 0 for p in crit.last_points["pairs"])
-    m2f = PlanCriterion(_cfg(mask2former=True))
+    m2f = PlanCriterion(_cfg(**VARIANTS["mask2former"]))
     m2f(_outputs(), lab, return_points=True)
     assert all(int(p["n_fes"].sum()) == 0 for p in m2f.last_points["pairs"])
     assert "loss_consistency" not in PlanCriterion(_cfg(consistency=False))(_outputs(), lab)

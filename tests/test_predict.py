@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from plan_lite.config import get_preset
+from plan_lite.config import VARIANTS, get_preset
 from plan_lite.data.io import Case, read_image, write_image
 from plan_lite.engine.checkpoint import save_checkpoint
 from plan_lite.engine.data import make_preprocessor
@@ -102,7 +102,7 @@ def test_predict_msd_split_and_pixel_only_scores(tmp_path):
     from plan_lite.data.io import MSDDataset
 
     cases = list(MSDDataset(ds))
-    ckpt = make_checkpoint(tmp_path / "po.pt", cases=cases, pixel_only=True)
+    ckpt = make_checkpoint(tmp_path / "po.pt", cases=cases, **VARIANTS["pixel_only"])
     p = Predictor(ckpt)
     assert not p.has_patient
     out = predict(ckpt, [ds], tmp_path / "out", split="test", progress=False, predictor=p)

@@ -114,9 +114,9 @@ class Predictor:
         self.min_volume_mm3 = float(pick(min_volume_mm3, inf.drop_lesions_below_mm3))
         self.two_pass = two_pass
         # instance output needs the lesion branch's queries (stage 2 of a model that has them)
-        self.instance = self.lesion_output == "instance" and cfg.model.use_lesion_branch and self.stage >= 2
+        self.instance = self.lesion_output == "instance" and cfg.model.lesion_branch and self.stage >= 2
         self.names = patient_output_names(cfg.model.patient_groups)
-        self.has_patient = cfg.model.use_patient_branch and self.stage >= 2
+        self.has_patient = cfg.model.patient_branch and self.stage >= 2
 
     def settings(self) -> dict:
         """Where the weights come from (checkpoint, step, stage) and the inference settings used."""

@@ -71,7 +71,7 @@ class Schedule:
         t = cfg.train
         s1, s2 = t.stage1_epochs * t.iters_per_epoch, t.stage2_epochs * t.iters_per_epoch
         p = min(t.patient_start_epoch * t.iters_per_epoch, s2)
-        if not cfg.model.use_lesion_branch:
+        if not cfg.model.lesion_branch:
             s1, s2, p = s1 + s2, 0, 0
         if max_steps is not None:
             if max_steps < 1:

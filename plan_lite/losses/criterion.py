@@ -100,7 +100,7 @@ class PlanCriterion(nn.Module):
         self.matcher = HungarianMatcher(lc.w_class, lc.w_mask, lc.w_dice, lc.num_points,
                                         fg_points=lc.fes_fg_points if lc.matcher_fg_points else 0,
                                         fg_norm=lc.fes_point_norm)
-        self.use_fes = lc.fes and not cfg.model.mask2former
+        self.use_fes = lc.fes
         self.generator = generator
         self.point_path = "auto"  # "auto" | "features" (D6) | "logits": how point logits are formed (exact)
         self.last_indices: list[list[tuple[Tensor, Tensor]]] = []

@@ -6,8 +6,8 @@ images -> backbone (encoder + FPN) -> embedding P (finest FPN output)
   -> lesion branch: Mask2Former decoder over [learned; anchor] queries (Sec. 2.2, §4.4)
   -> patient branch: dual-path memory transformer over encoder/FPN features (Sec. 2.3, §3.2)
 
-Baselines by switch (config.py): ``pixel_only`` (backbone + pixel branch), ``mask2former`` (learned queries
-only, no patient branch), ``anchor_queries`` off (no_anchor ablation).
+Baselines are plain switches (``config.VARIANTS``): ``lesion_branch`` off (pixel_only: backbone + pixel branch),
+``anchor_queries`` off (no_anchor; with ``patient_branch`` and FES off and query positions on: mask2former).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from torch import nn
 
 from plan_lite.config import cumulative_strides, total_stride
 from plan_lite.errors import PlanLiteError
+from plan_lite.labels import NUM_CLASSES
 from plan_lite.model.anchors import compute_anchors
 from plan_lite.model.backbone import Backbone
 from plan_lite.model.lesion_branch import LesionBranch
@@ -34,10 +35,10 @@ class PLAN(nn.Module):
         self.cfg = cfg
         m = cfg.model
         self.backbone = Backbone(m)
-        self.pixel = PixelBranch(m.hidden_dim, m.num_classes)
-        self.lesion = LesionBranch(m) if m.use_lesion_branch else None
+        self.pixel = PixelBranch(m.hidden_dim, NUM_CLASSES)
+        self.lesion = LesionBranch(m) if m.lesion_branch else None
         self.patient = None
-        if m.use_patient_branch:
+        if m.patient_branch:
             strides = cumulative_strides(cfg)
             chans, kernels = [], []
             for kind, stage in m.patient_sources:
@@ -66,7 +67,7 @@ class PLAN(nn.Module):
         out = {"pixel_logits": self.pixel(embedding), "mask_features": embedding}
         if stage == 1 or self.lesion is None:
             return out
-        anchors = compute_anchors(out["pixel_logits"], embedding, self.cfg) if m.use_anchors else None
+        anchors = compute_anchors(out["pixel_logits"], embedding, self.cfg) if m.anchor_queries else None
         levels = [feats["fpn"][s] for s in m.transformer_levels]
         out.update(self.lesion(levels, embedding, anchors))
         b = images.shape[0]
