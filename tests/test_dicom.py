@@ -291,3 +291,140 @@ def test_cli_predict_error_is_one_line(series_and_checkpoint, tmp_path, capsys):
                "--device", "cpu"])
     err = capsys.readouterr().err
     assert rc == 2 and "nothing" in err and "DICOM" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------- write_dicom_series
+def _ras_affine(rotation_lps: np.ndarray, spacing_xyz, origin_lps) -> np.ndarray:
+    """RAS affine of a grid whose voxel axes x, y, z run along the columns of ``rotation_lps`` (LPS) with
+    ``spacing_xyz`` mm, voxel (0, 0, 0) at ``origin_lps``."""
+    lps = np.eye(4)
+    lps[:3, :3] = rotation_lps * np.asarray(spacing_xyz, float)
+    lps[:3, 3] = origin_lps
+    return np.diag([-1.0, -1.0, 1.0, 1.0]) @ lps
+
+
+def test_write_series_round_trips_the_real_ct(tmp_path):
+    from plan_lite.data.dicom import write_dicom_series
+    from plan_lite.sample_data import real_ct
+
+    hu, spacing, affine = read_image(real_ct("example_ct_sm.nii.gz"))
+    assert hu.dtype == np.int16 and hu.shape[0] == 30  # integer HU, well inside int16 after the -1024 intercept
+    out = write_dicom_series(hu, affine, tmp_path / "series")
+    assert out == tmp_path / "series" and is_dicom_folder(out)
+    assert sorted(p.name for p in out.iterdir()) == [f"slice_{k:04d}.dcm" for k in range(30)]
+    assert [p.name for p in tmp_path.iterdir()] == ["series"]  # no temporary sibling left behind
+    arr, spacing2, affine2 = read_dicom_series(out)
+    assert arr.dtype == np.float32 and np.array_equal(arr, hu.astype(np.float32))
+    assert spacing2 == pytest.approx(spacing, abs=1e-4)
+    assert np.allclose(affine2, affine, atol=1e-4)
+
+
+@pytest.mark.parametrize("handed", ["right", "left"])
+def test_write_series_round_trips_an_oblique_grid(tmp_path, handed):
+    """Oblique, anisotropic, slope 0.5: HU back to within half a stored step. A left-handed grid (slice axis
+    against row x column) is written correctly but read back in reverse slice order, the same image in space."""
+    from plan_lite.data.dicom import write_dicom_series
+
+    rot = OBLIQUE.copy()
+    if handed == "left":
+        rot[:, 2] *= -1
+    affine = _ras_affine(rot, (0.7, 0.8, 2.5), (-12.5, 30.25, 101.0))
+    hu = np.random.default_rng(2).uniform(-1000, 1500, size=(5, 12, 14)).astype(np.float32)
+    write_dicom_series(hu, affine, tmp_path / "obl", rescale_slope=0.5, series_description="oblique test")
+    arr, spacing, affine2 = read_dicom_series(tmp_path / "obl")
+    assert spacing == pytest.approx((2.5, 0.8, 0.7), abs=1e-5)
+    if handed == "left":
+        flip = np.eye(4)
+        flip[2, 2], flip[2, 3] = -1.0, hu.shape[0] - 1  # voxel k of the read volume = voxel n-1-k of ours
+        hu, affine = hu[::-1], affine @ flip
+    assert np.allclose(affine2, affine, atol=1e-4)
+    assert np.max(np.abs(arr - hu)) <= 0.25 + 1e-3  # rounding to the nearest multiple of the slope
+
+
+def test_write_series_clips_to_int16(tmp_path):
+    from plan_lite.data.dicom import write_dicom_series
+
+    hu = np.zeros((2, 3, 4), np.float32)
+    hu[0, 0, 0], hu[1, 2, 3] = 40000.0, -40000.0
+    write_dicom_series(hu, np.diag([1.0, 1.0, 2.0, 1.0]), tmp_path / "clip")
+    arr, _, _ = read_dicom_series(tmp_path / "clip")
+    assert arr[0, 0, 0] == 32767 - 1024 and arr[1, 2, 3] == -32768 - 1024 and arr[0, 1, 1] == 0
+
+
+def test_write_series_refuses_non_empty_folder_and_shear(tmp_path):
+    from plan_lite.data.dicom import write_dicom_series
+
+    hu = _stored(shape=(3, 8, 9)).astype(np.float32) - 1024
+    affine = _ras_affine(OBLIQUE, (0.7, 0.8, 2.5), (0.0, 0.0, 0.0))
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("mine")
+    with pytest.raises(PlanLiteError, match=r"busy: exists and is not empty; pass overwrite=True") as exc:
+        write_dicom_series(hu, affine, tmp_path / "busy")
+    assert "\n" not in str(exc.value)
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == ["keep.txt"]
+    assert (tmp_path / "busy" / "keep.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy"]
+    write_dicom_series(hu, affine, tmp_path / "busy", overwrite=True)  # replaced only once complete
+    assert sorted(p.name for p in (tmp_path / "busy").iterdir()) == ["slice_0000.dcm", "slice_0001.dcm",
+                                                                      "slice_0002.dcm"]
+    (tmp_path / "empty").mkdir()  # an existing empty folder is fine
+    write_dicom_series(hu, affine, tmp_path / "empty")
+    assert np.array_equal(read_dicom_series(tmp_path / "empty")[0], hu)
+
+    sheared = affine.copy()
+    sheared[:3, 2] += 0.3 * sheared[:3, 0]  # slice axis leans along the rows (gantry-tilt-like)
+    with pytest.raises(PlanLiteError, match=r"tilt: affine is sheared .*x/z") as exc:
+        write_dicom_series(hu, sheared, tmp_path / "tilt")
+    assert "\n" not in str(exc.value) and not (tmp_path / "tilt").exists()
+    skew = affine.copy()
+    skew[:3, 1] += 0.1 * skew[:3, 0]  # in-plane skew: IOP cannot hold it
+    with pytest.raises(PlanLiteError, match=r"skew: affine is sheared .*x/y"):
+        write_dicom_series(hu, skew, tmp_path / "skew")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["busy", "empty"]  # nothing half-written
+
+
+def test_written_series_is_sane_dicom(tmp_path):
+    """Read the files with pydicom alone: CT Image Storage, one series, Instance Numbers 1..n, and IPP of slice k
+    = the LPS position of voxel (0, 0, k) computed here from the affine."""
+    from plan_lite.data.dicom import write_dicom_series
+
+    n = 4
+    affine = _ras_affine(OBLIQUE, (0.7, 0.8, 2.5), (-12.5, 30.25, 101.0))
+    hu = _stored(shape=(n, 10, 11)).astype(np.float32) - 1024
+    write_dicom_series(hu, affine, tmp_path / "s", patient_id="P-7")
+    files = sorted((tmp_path / "s").iterdir())
+    datasets = [pydicom.dcmread(str(p)) for p in files]
+    assert len(datasets) == n
+    assert {str(ds.file_meta.TransferSyntaxUID) for ds in datasets} == {ExplicitVRLittleEndian}
+    assert {str(ds.file_meta.MediaStorageSOPClassUID) for ds in datasets} == {CT_IMAGE_STORAGE}
+    assert all(str(ds.SOPClassUID) == CT_IMAGE_STORAGE and ds.Modality == "CT" for ds in datasets)
+    assert all(ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID for ds in datasets)
+    assert len({ds.SOPInstanceUID for ds in datasets}) == n
+    for keyword in ("SeriesInstanceUID", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert len({str(ds.get(keyword)) for ds in datasets}) == 1, keyword
+    assert [int(ds.InstanceNumber) for ds in datasets] == list(range(1, n + 1))
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    for k, ds in enumerate(datasets):
+        assert np.allclose([float(v) for v in ds.ImagePositionPatient], (lps @ [0, 0, k, 1])[:3], atol=1e-6)
+        assert np.allclose([float(v) for v in ds.ImageOrientationPatient], [*OBLIQUE[:, 0], *OBLIQUE[:, 1]],
+                           atol=1e-8)
+        assert [float(v) for v in ds.PixelSpacing] == pytest.approx([0.8, 0.7])  # (row spacing, column spacing)
+        assert float(ds.SliceThickness) == pytest.approx(2.5)
+        assert (ds.Rows, ds.Columns, ds.BitsAllocated, ds.PixelRepresentation) == (10, 11, 16, 1)
+        assert (float(ds.RescaleIntercept), float(ds.RescaleSlope), ds.RescaleType) == (-1024.0, 1.0, "HU")
+        assert ds.PatientID == "P-7"
+        px = ds.pixel_array
+        assert px.dtype == np.int16 and np.array_equal(px, (hu[k] + 1024).astype(np.int16))
+
+
+def test_written_series_geometry_agrees_with_nibabel_nicom(tmp_path):
+    """nibabel's DICOM wrapper reads the written slice 0 at the place the affine puts voxel (0, 0, 0)."""
+    dicomwrappers = pytest.importorskip("nibabel.nicom.dicomwrappers")
+    from plan_lite.data.dicom import write_dicom_series
+
+    affine = _ras_affine(OBLIQUE, (0.7, 0.8, 2.5), (-12.5, 30.25, 101.0))
+    write_dicom_series(np.zeros((3, 6, 7), np.float32), affine, tmp_path / "s")
+    w = dicomwrappers.wrapper_from_data(pydicom.dcmread(str(tmp_path / "s" / "slice_0000.dcm")))
+    ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ np.asarray(w.affine)  # wrapper axes (row, column): swap back
+    assert np.allclose(affine[:3, 0], ras[:3, 1], atol=1e-5) and np.allclose(affine[:3, 1], ras[:3, 0], atol=1e-5)
+    assert np.allclose(affine[:3, 3], ras[:3, 3], atol=1e-5)

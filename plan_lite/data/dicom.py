@@ -22,6 +22,9 @@ per slice.
 Faults raise ``DatasetError`` (a ``PlanLiteError``) naming the folder and the fault: no DICOM files, several
 series, missing slices, inconsistent pixel spacing / orientation / size, non-uniform slice steps, tilted
 (sheared) stacks, multi-frame or non-CT objects. pydicom is imported lazily (the ``dicom`` extra).
+
+``write_dicom_series`` is the inverse: a (z, y, x) HU volume and its RAS affine -> one CT Image Storage file per
+slice (PS3.3 C.7.6.2, C.8.2.1), e.g. to hand a scan to a DICOM-only tool.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from plan_lite.errors import DatasetError, PlanLiteError
+from plan_lite.utils import atomic_dir
 
 DICOM_SUFFIXES = (".dcm", ".dicom", ".ima")
 # Tolerances: header values are decimal strings (DS, up to 16 characters), so allow rounding noise.
@@ -241,4 +245,170 @@ def read_dicom_series(folder: str | os.PathLike) -> tuple[np.ndarray, tuple[floa
     return volume, spacing_from_affine(affine), affine
 
 
-__all__ = ["DICOM_SUFFIXES", "is_dicom_folder", "read_dicom_series"]
+CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"  # CT Image Storage SOP Class (PS3.4 B.5)
+_ORTHO_TOL = 1e-3  # |cos| between voxel axes of a writable affine (~0.06 degrees), as the reader's IOP check
+_LO_MAX = 64  # Long String (LO) value length (PS3.5 6.2)
+
+
+def _ds(v: float) -> str:
+    """A Decimal String (DS, at most 16 characters, PS3.5 6.2) as precise as it fits; no ``-0``."""
+    from pydicom.valuerep import format_number_as_ds
+
+    return format_number_as_ds(float(v) + 0.0)
+
+
+def _save_dataset(pydicom, ds, path: Path) -> None:
+    """Write a PS3.10 file (preamble, ``DICM``, file meta) in the transfer syntax of ``ds.file_meta``."""
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
+    else:  # pydicom 2.4
+        ds.is_little_endian, ds.is_implicit_VR = True, False
+        ds.preamble = b"\0" * 128
+        ds.save_as(str(path), write_like_original=False)
+
+
+def write_dicom_series(hu_zyx: np.ndarray, affine: np.ndarray, folder: str | os.PathLike, *,
+                       series_description: str = "plan-lite export", patient_id: str = "ANON",
+                       rescale_intercept: float = -1024.0, rescale_slope: float = 1.0,
+                       overwrite: bool = False) -> Path:
+    """Write a (z, y, x) HU volume with its NIfTI (RAS) affine as a DICOM CT series; returns ``folder``.
+
+    The inverse of ``read_dicom_series``: for the conventions of ``read_image`` (``hu_zyx`` indexed (slice, row,
+    column), affine columns = x, y, z voxel axes in RAS mm) it writes one single-frame CT Image Storage object
+    (SOP Class 1.2.840.10008.5.1.4.1.1.2) per z-slice, ``slice_0000.dcm``, ``slice_0001.dcm``, ..., Explicit VR
+    Little Endian, with one generated Study / Series / Frame of Reference UID. It is meant for sending a scan (or a
+    synthetic test series) to a tool that only reads DICOM; a lesson uses it to demonstrate DICOM input (the shipped
+    real CT written as a series and read back). Patient and study attributes are
+    placeholders (``patient_id``, empty type 2 attributes); it is not a de-identification or PACS tool.
+
+    Geometry (PS3.3 C.7.6.2, Image Plane Module): the affine is converted to LPS (``diag(-1, -1, 1, 1) @ affine``);
+    its x column gives the row direction cosines and the column spacing, its y column the column direction cosines
+    and the row spacing (Image Orientation (Patient), Pixel Spacing = (row spacing, column spacing)); Image
+    Position (Patient) of slice ``k`` is the LPS position of voxel (0, 0, k); Slice Thickness is the slice step.
+    Oblique grids are fine as long as the three voxel axes are mutually orthogonal; a sheared affine (gantry tilt,
+    or an in-plane skew) raises ``PlanLiteError``. When the slice axis points against row x column (a left-handed
+    voxel grid) the files are still correct, but ``read_dicom_series`` (which orders slices along row x column)
+    returns the slices reversed, with the matching affine: the same image in patient space.
+
+    Pixels (PS3.3 C.8.2.1, CT Image Module; C.7.6.3 Image Pixel): MONOCHROME2, 16 bits allocated and stored,
+    signed (Pixel Representation 1); stored = round((HU - ``rescale_intercept``) / ``rescale_slope``), clipped to
+    the int16 range (-32768 .. 32767); Rescale Intercept / Slope and Rescale Type ``HU`` are written so a reader
+    recovers HU. With the defaults (-1024, 1) integer HU from -33792 to 31743 round-trip exactly.
+
+    The series is built in a temporary sibling folder and renamed into place when complete
+    (``plan_lite.utils.atomic_dir``); an existing non-empty ``folder`` is refused unless ``overwrite``, and is only
+    replaced once the new series is complete. Faults raise ``PlanLiteError`` naming the folder.
+    """
+    folder = Path(folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
+        raise PlanLiteError(f"{folder}: exists and is not empty; pass overwrite=True to replace it")
+    try:
+        import pydicom
+        from pydicom.dataset import Dataset, FileMetaDataset
+        from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+    except ImportError:
+        raise PlanLiteError(f'{folder}: writing a DICOM series needs pydicom: pip install "plan-lite[dicom]"') from None
+
+    hu = np.asarray(hu_zyx)
+    if hu.ndim != 3 or min(hu.shape) < 1:
+        raise PlanLiteError(f"{folder}: expected a non-empty 3D (z, y, x) volume, got shape {hu.shape}")
+    if hu.shape[1] > 65535 or hu.shape[2] > 65535:
+        raise PlanLiteError(f"{folder}: slice size {hu.shape[1]}x{hu.shape[2]} exceeds DICOM Rows/Columns (65535)")
+    if not np.issubdtype(hu.dtype, np.number) or np.issubdtype(hu.dtype, np.complexfloating):
+        raise PlanLiteError(f"{folder}: HU volume has dtype {hu.dtype}; expected a real number type")
+    if not np.all(np.isfinite(hu)):
+        raise PlanLiteError(f"{folder}: HU volume holds NaN or infinite values")
+    slope, intercept = float(rescale_slope), float(rescale_intercept)
+    if not (np.isfinite(slope) and np.isfinite(intercept)) or slope == 0:
+        raise PlanLiteError(f"{folder}: rescale slope {slope:g} / intercept {intercept:g}: need a finite "
+                            f"non-zero slope and a finite intercept")
+    for name, text in (("series_description", series_description), ("patient_id", patient_id)):
+        if not isinstance(text, str) or len(text) > _LO_MAX or "\\" in text or any(c in text for c in "\r\n"):
+            raise PlanLiteError(f"{folder}: {name} {text!r} must be a string of at most {_LO_MAX} characters "
+                                f"without backslashes or line breaks (DICOM LO)")
+
+    aff = np.asarray(affine, dtype=np.float64)
+    if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+        raise PlanLiteError(f"{folder}: affine must be a finite 4x4 matrix, got shape {aff.shape}")
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ aff
+    cols = lps[:3, :3].T  # voxel axes x, y, z (LPS, mm)
+    lengths = np.linalg.norm(cols, axis=1)
+    if np.any(lengths <= 1e-6):
+        raise PlanLiteError(f"{folder}: affine has a zero-length voxel axis (spacing {_fmt(lengths)} mm)")
+    units = cols / lengths[:, None]
+    cosines = {"x/y": units[0] @ units[1], "x/z": units[0] @ units[2], "y/z": units[1] @ units[2]}
+    worst = max(cosines, key=lambda k: abs(cosines[k]))
+    if abs(cosines[worst]) > _ORTHO_TOL:
+        angle = float(np.degrees(np.arccos(np.clip(abs(cosines[worst]), 0.0, 1.0))))
+        raise PlanLiteError(f"{folder}: affine is sheared (voxel axes {worst} at {angle:.2f} degrees, not 90); "
+                            f"a DICOM series needs orthogonal row, column and slice axes (PS3.3 C.7.6.2): "
+                            f"resample to an orthogonal grid first")
+    row_dir, col_dir = units[0], units[1]  # IOP: direction of increasing column index, then row index
+    d_col, d_row, step = (float(v) for v in lengths)
+    normal = np.cross(row_dir, col_dir)
+
+    stored = np.rint((hu.astype(np.float64) - intercept) / slope)
+    stored = np.clip(stored, np.iinfo(np.int16).min, np.iinfo(np.int16).max).astype("<i2")
+
+    study_uid, series_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    iop = [_ds(v) for v in (*row_dir, *col_dir)]
+    n, rows, columns = hu.shape
+    with atomic_dir(folder, overwrite=True) as tmp:  # refusal handled above, with a message for the API
+        for k in range(n):
+            ipp = lps[:3, 3] + k * lps[:3, 2]
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+            meta.MediaStorageSOPInstanceUID = generate_uid()
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = Dataset()
+            ds.file_meta = meta
+            # SOP Common (C.12.1)
+            ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8
+            ds.SOPClassUID = CT_IMAGE_STORAGE
+            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+            # Patient (C.7.1.1) and General Study (C.7.2.1): placeholders, type 2 attributes empty
+            ds.PatientName = patient_id
+            ds.PatientID = patient_id
+            ds.PatientBirthDate = ""
+            ds.PatientSex = ""
+            ds.StudyInstanceUID = study_uid
+            ds.StudyDate = ""
+            ds.StudyTime = ""
+            ds.ReferringPhysicianName = ""
+            ds.StudyID = ""
+            ds.AccessionNumber = ""
+            # General Series (C.7.3.1), Frame of Reference (C.7.4.1), General Equipment (C.7.5.1)
+            ds.Modality = "CT"
+            ds.SeriesInstanceUID = series_uid
+            ds.SeriesNumber = 1
+            ds.SeriesDescription = series_description
+            ds.PatientPosition = ""
+            ds.FrameOfReferenceUID = frame_uid
+            ds.PositionReferenceIndicator = ""
+            ds.Manufacturer = "plan-lite"
+            # General Image (C.7.6.1)
+            ds.InstanceNumber = k + 1
+            ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+            ds.DerivationDescription = "plan_lite.data.dicom.write_dicom_series"
+            # Image Plane (C.7.6.2)
+            ds.ImagePositionPatient = [_ds(v) for v in ipp]
+            ds.ImageOrientationPatient = iop
+            ds.PixelSpacing = [_ds(d_row), _ds(d_col)]
+            ds.SliceThickness = _ds(step)
+            ds.SliceLocation = _ds(ipp @ normal)
+            # Image Pixel (C.7.6.3) and CT Image (C.8.2.1)
+            ds.SamplesPerPixel = 1
+            ds.PhotometricInterpretation = "MONOCHROME2"
+            ds.Rows, ds.Columns = rows, columns
+            ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+            ds.RescaleIntercept = _ds(intercept)
+            ds.RescaleSlope = _ds(slope)
+            ds.RescaleType = "HU"
+            ds.KVP = ""
+            ds.AcquisitionNumber = ""
+            ds.PixelData = np.ascontiguousarray(stored[k]).tobytes()
+            _save_dataset(pydicom, ds, tmp / f"slice_{k:04d}.dcm")
+    return folder
+
+
+__all__ = ["CT_IMAGE_STORAGE", "DICOM_SUFFIXES", "is_dicom_folder", "read_dicom_series", "write_dicom_series"]
