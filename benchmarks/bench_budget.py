@@ -81,7 +81,7 @@ def run_one(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from plan_lite.engine.infer import predict
+    from plan_lite.engine.predict import predict
     from plan_lite.engine.train import train
     from plan_lite.metrics import bootstrap_intervals, evaluate_folders, marked_liver_fraction
 

@@ -27,7 +27,7 @@ import torch
 def run_seed(seed: int, steps: int, root: Path) -> dict:
     from plan_lite.config import CPU_RECIPE, CPU_SYNTH, get_preset
     from plan_lite.data.synthetic import generate_dataset
-    from plan_lite.engine.infer import predict
+    from plan_lite.engine.predict import predict
     from plan_lite.engine.train import train
     from plan_lite.metrics import evaluate_folders, marked_liver_fraction
 

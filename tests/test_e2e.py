@@ -64,7 +64,7 @@ def test_loss_falls_and_logs(trained):
 @pytest.fixture(scope="module")
 def evaluated(trained, tmp_path_factory):
     from plan_lite.data.io import read_image
-    from plan_lite.engine.infer import predict
+    from plan_lite.engine.predict import predict
     from plan_lite.metrics import evaluate_folders, marked_liver_fraction
 
     ds, run = trained

@@ -266,7 +266,7 @@ def test_best_is_last_without_a_final_stage_validation(small_ds, tmp_path):
 
 
 def test_predict_several_splits(small_ds, tmp_path):
-    from plan_lite.engine.data import split_ids
+    from plan_lite.engine.training_data import split_ids
 
     ids = ["case_0000", "case_0001", "case_0002"]
     assert split_ids(small_ds, ("val", "test"), ids) == ["case_0001", "case_0002"]
@@ -353,7 +353,7 @@ def test_training_calibrates_the_lesion_threshold_on_val(small_ds, tmp_path):
     ``predict`` then uses it with no flag (prediction.json says so)."""
     import json
 
-    from plan_lite.engine.infer import predict
+    from plan_lite.engine.predict import predict
 
     cfg = tiny_cfg(stage1_epochs=1, stage2_epochs=1, patient_start_epoch=0)
     train(small_ds, cfg, tmp_path / "run", max_steps=4, progress=False, validate=False)

@@ -13,9 +13,9 @@ from plan_lite.errors import PlanLiteError
 from plan_lite.labels import LESION_LABELS, NUM_CLASSES, NUM_PATIENT_OUTPUTS
 from plan_lite.model import PLAN, compute_anchors, mask_logits
 from plan_lite.model.anchors import AnchorSet
-from plan_lite.model.inference import extract_lesions, label_lesions, semantic_inference
 from plan_lite.model.lesion_branch import LesionBranch, attention, level_mask_logits
 from plan_lite.model.position_encoding import axis_channels, sine_position_encoding_3d
+from plan_lite.model.postprocess import extract_lesions, label_lesions, semantic_inference
 
 torch.set_num_threads(2)
 
@@ -307,7 +307,7 @@ def test_extract_lesions():
 def test_decide_labels_merged_vs_argmax():
     """Lesion probability split over types: argmax keeps liver, "merged" calls a lesion of the best type;
     a voxel where liver beats the summed lesion probability stays liver under both rules."""
-    from plan_lite.model.inference import decide_labels
+    from plan_lite.model.postprocess import decide_labels
 
     p = np.zeros((15, 1, 1, 3), np.float32)
     p[1, 0, 0, 0], p[7, 0, 0, 0], p[8, 0, 0, 0], p[9, 0, 0, 0] = 0.4, 0.25, 0.2, 0.15  # lesion 0.6 > liver 0.4
@@ -348,7 +348,7 @@ def _crafted_queries(head: int = 16):
 def test_instance_inference_paints_kept_queries_by_score(head):
     """Mask2Former instance inference: a score per query (lesion probability x mask quality), queries kept
     above the threshold and only when a lesion beats every other class, voxels painted by score x mask."""
-    from plan_lite.model.inference import INSTANCE_CHANNELS, instance_inference, instance_labels
+    from plan_lite.model.postprocess import INSTANCE_CHANNELS, instance_inference, instance_labels
 
     out = _crafted_queries(head)
     painted = instance_inference(out, score_threshold=0.5)[0, :, 0, 0]  # (10, n)

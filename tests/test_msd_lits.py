@@ -99,7 +99,7 @@ def test_msd_task03_end_to_end(tmp_path, capsys):
 
 def test_msd_task03_training_sees_lesions(tmp_path):
     """The stored cancer label (2) reaches the sampler as plan-lite's lesion label 14, never as organ 2."""
-    from plan_lite.engine.data import load_train_cases
+    from plan_lite.engine.training_data import load_train_cases
 
     ds = write_task03(tmp_path / "Task03_Liver", n_train=2, n_test=0)
     cases, _, _ = load_train_cases(ds, get_preset("tiny_nc"))

@@ -47,7 +47,7 @@ def _dice(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_tiny_plan_overfits_one_case():
     model_mod = pytest.importorskip("plan_lite.model")
     from plan_lite.losses import PlanCriterion
-    from plan_lite.model.inference import semantic_inference
+    from plan_lite.model.postprocess import semantic_inference
 
     torch.manual_seed(0)
     cfg = get_preset("tiny", patch_size=PATCH, patient_token_grid=(2, 2, 2))

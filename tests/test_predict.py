@@ -14,8 +14,8 @@ import torch
 from plan_lite.config import VARIANTS, get_preset
 from plan_lite.data.io import Case, read_image, write_image
 from plan_lite.engine.checkpoint import save_checkpoint
-from plan_lite.engine.data import make_preprocessor
-from plan_lite.engine.infer import Predictor, predict
+from plan_lite.engine.predict import Predictor, predict
+from plan_lite.engine.training_data import make_preprocessor
 from plan_lite.errors import PlanLiteError
 from plan_lite.labels import patient_output_names
 
@@ -75,7 +75,7 @@ def test_predict_geometry_round_trip(odd_case, tmp_path):
 
 
 def test_world_centre_uses_affine():
-    from plan_lite.engine.infer import _lesion_geometry
+    from plan_lite.engine.predict import _lesion_geometry
 
     inst = np.zeros((4, 5, 6), np.int32)
     inst[1:3, 2, 3] = 1

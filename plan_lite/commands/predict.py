@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from plan_lite.engine.infer import predict
+    from plan_lite.engine.predict import predict
 
     out = predict(args.checkpoint, args.inputs, args.out, progress=not args.no_progress, split=None if args.split is None else tuple(args.split),
                   keep_outside_liver=args.keep_outside_liver, device=args.device, overlap=args.overlap,

@@ -1,9 +1,9 @@
 """Training, prediction and experiments (plan_reference.md Sec. 3.2, 4.7, 4.8).
 
-Light package: import the submodules directly (``plan_lite.engine.train``, ``.infer``, ``.experiment``,
-``.checkpoint``, ``.sampler``, ``.distributed``, ``.data``).
+Light package: import the submodules directly (``plan_lite.engine.train``, ``.predict``, ``.experiment``,
+``.checkpoint``, ``.sampler``, ``.distributed``, ``.training_data``).
 
 Multi-GPU: ``torchrun --nproc_per_node=4 -m plan_lite.cli train DATA --preset paper --out runs/paper``.
 """
 
-__all__ = ["checkpoint", "data", "distributed", "experiment", "infer", "sampler", "train"]
+__all__ = ["checkpoint", "distributed", "experiment", "predict", "sampler", "train", "training_data"]

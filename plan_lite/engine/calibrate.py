@@ -65,8 +65,8 @@ def calibrate_checkpoint(checkpoint, dataset_dir, split: str = "val", max_cases:
     a stage-1 checkpoint, ``infer.lesion_output="semantic"``) are left unchanged (``{"skipped": reason}``).
     """
     from plan_lite.engine.checkpoint import load_checkpoint, save_checkpoint
-    from plan_lite.engine.data import split_ids
-    from plan_lite.engine.infer import Predictor
+    from plan_lite.engine.predict import Predictor
+    from plan_lite.engine.training_data import split_ids
 
     checkpoint = Path(checkpoint)
     pred = Predictor(checkpoint, device=device, score_threshold=0.0)

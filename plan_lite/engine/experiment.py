@@ -73,7 +73,7 @@ def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_
     ``lesion_decision`` are passed to ``predict`` for every variant (None: each checkpoint's ``cfg.infer``).
     """
     from plan_lite.config import VARIANTS, get_preset
-    from plan_lite.engine.infer import predict
+    from plan_lite.engine.predict import predict
     from plan_lite.engine.train import Schedule, train
     from plan_lite.metrics import evaluate_folders
 

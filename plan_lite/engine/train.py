@@ -37,7 +37,6 @@ import torch
 
 from plan_lite.config import PlanConfig
 from plan_lite.engine import checkpoint as ckpt
-from plan_lite.engine.data import load_train_cases
 from plan_lite.engine.distributed import (
     barrier,
     broadcast_flag,
@@ -47,6 +46,7 @@ from plan_lite.engine.distributed import (
     wrap_model,
 )
 from plan_lite.engine.sampler import PatchSampler
+from plan_lite.engine.training_data import load_train_cases
 from plan_lite.errors import PlanLiteError
 from plan_lite.utils import atomic_write_json, seed_everything
 
@@ -313,7 +313,7 @@ def _validate(model, cfg, stats, dataset_dir, val_ids, out, step, stage) -> floa
 
     Runs under ``torch.random.fork_rng`` so it never changes the training random streams (exact resume).
     """
-    from plan_lite.engine.infer import validation_metrics
+    from plan_lite.engine.predict import validation_metrics
 
     with torch.random.fork_rng(devices=[]):
         was_training = model.training

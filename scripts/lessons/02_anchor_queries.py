@@ -45,8 +45,8 @@ from IPython.display import Markdown, display
 from plan_lite.config import PlanConfig, apply_overrides, get_preset
 from plan_lite.data.io import MSDDataset, read_cases_csv
 from plan_lite.engine.checkpoint import load_checkpoint
-from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
+from plan_lite.engine.training_data import make_preprocessor
 from plan_lite.labels import IGNORE_LABEL, LABEL_NAMES, LESION_LABELS, NUM_CLASSES
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.losses import HungarianMatcher, build_targets

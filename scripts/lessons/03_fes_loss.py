@@ -44,8 +44,8 @@ from IPython.display import Markdown, display
 from plan_lite.config import get_preset
 from plan_lite.data.io import MSDDataset, read_cases_csv
 from plan_lite.data.synthetic import generate_case
-from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
+from plan_lite.engine.training_data import make_preprocessor
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.losses import PlanCriterion, build_targets, patient_targets, point_sample, sample_points
 from plan_lite.metrics.lesion import equivalent_radius

@@ -42,8 +42,8 @@ from IPython.display import Markdown, display
 
 from plan_lite.config import get_preset
 from plan_lite.data.io import MSDDataset, read_cases_csv
-from plan_lite.engine.data import make_preprocessor
 from plan_lite.engine.sampler import PatchSampler, make_train_case
+from plan_lite.engine.training_data import make_preprocessor
 from plan_lite.labels import LESION_TYPE_NAMES, NUM_LESION_TYPES, patient_output_names
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.losses import PlanCriterion, build_targets, consistency_loss, patient_targets

@@ -9,7 +9,7 @@
 # test split with the checkpoint of lesson 5 and computes all three with `plan_lite.metrics`.
 #
 # ## Overview
-# 1. Predict the validation and test splits (`plan_lite.engine.infer.predict`).
+# 1. Predict the validation and test splits (`plan_lite.engine.predict.predict`).
 # 2. Metrics and tables shaped like the paper's Tables 1 and 2 (`evaluate_folders`, `tables_markdown`), against
 #    chance, against the same model's pixel branch and against the reference model (9,000 steps, about 25 CPU minutes).
 # 3. Patient-level ROC curves with the operating point (Fig. 2 style).
@@ -42,7 +42,7 @@ from IPython.display import Markdown, display
 
 from plan_lite.config import CPU_RECIPE, CPU_SYNTH, get_preset
 from plan_lite.data.io import MSDDataset, read_image
-from plan_lite.engine.infer import predict
+from plan_lite.engine.predict import predict
 from plan_lite.engine.train import train
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.metrics import evaluate_folders, flatten_metrics, tables_markdown

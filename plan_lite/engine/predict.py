@@ -14,7 +14,7 @@ Per case (paper Sec. 2.6; book page "Paper vs code"):
 3. Labels: instance output (default) = lesions where the stitched instance coverage > 0.5, typed by the painted
    type probabilities, background and organs from the semantic map (``instance_labels``); semantic output =
    ``decide_labels`` (``"argmax"`` of the 15 classes or ``"merged"``). Lesion instances by
-   ``plan_lite.model.inference.label_lesions`` (26-connected, drop < 25 mm^3, drop centroids > 3 mm from the
+   ``plan_lite.model.postprocess.label_lesions`` (26-connected, drop < 25 mm^3, drop centroids > 3 mm from the
    predicted liver unless ``keep_outside_liver``); voxels of dropped components get their best non-lesion class.
    Every setting defaults to the checkpoint's ``cfg.infer`` (what training validated with); arguments override.
 4. Patient score = mean of the stitched patient channels over voxels whose argmax is a lesion class, 0 if none
@@ -68,7 +68,7 @@ class Predictor:
                  max_liver_distance_mm: float | None = None, two_pass: bool = False, semantic: str | None = None,
                  lesion_decision: str | None = None, lesion_output: str | None = None,
                  score_threshold: float | None = None):
-        from plan_lite.engine.data import make_preprocessor
+        from plan_lite.engine.training_data import make_preprocessor
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if checkpoint is not None:
@@ -128,7 +128,7 @@ class Predictor:
 
     # ------------------------------------------------------------------------------------------ network
     def _window(self, x: torch.Tensor) -> torch.Tensor:
-        from plan_lite.model.inference import instance_inference, semantic_inference
+        from plan_lite.model.postprocess import instance_inference, semantic_inference
 
         out = self.model(x, stage=self.stage)
         if self.semantic == "pixel":
@@ -167,7 +167,7 @@ class Predictor:
     def stitch_case(self, case):
         """Preprocess (one or two passes) and run the sliding window: ``(preprocessed case, stitched channels)``."""
         from plan_lite.data.preprocess import invert
-        from plan_lite.model.inference import decide_labels
+        from plan_lite.model.postprocess import decide_labels
 
         case.label = None
         prep = self.pre(case, crop=False)
@@ -186,7 +186,12 @@ class Predictor:
         below it are not lesions (used to choose the threshold on validation without re-running the network).
         """
         from plan_lite.data.preprocess import invert
-        from plan_lite.model.inference import INSTANCE_CHANNELS, decide_labels, instance_labels, label_lesions
+        from plan_lite.model.postprocess import (
+            INSTANCE_CHANNELS,
+            decide_labels,
+            instance_labels,
+            label_lesions,
+        )
 
         probs = out[:NUM_CLASSES]
         first_patient = NUM_CLASSES + (INSTANCE_CHANNELS if self.instance else 0)
@@ -273,7 +278,7 @@ def resolve_inputs(inputs, phases, split=None) -> list:
             "test" if (root / "imagesTs").is_dir() else "train")
         ds = MSDDataset(root, phases=tuple(phases), subset=subset)
         if split is not None:
-            from plan_lite.engine.data import split_ids
+            from plan_lite.engine.training_data import split_ids
 
             if not (root / "cases.csv").exists():
                 raise PlanLiteError(f"{root}: --split {_split_text(split)} needs cases.csv")
