@@ -168,27 +168,26 @@ def write_config_diff(gen: Path) -> None:
 
 
 def api_modules() -> list[str]:
-    """Importable modules under ``API_ROOTS`` (packages first, then their submodules); broken ones are skipped."""
+    """Every module under ``API_ROOTS`` (packages first, then their submodules). A module that fails to import
+    is a build error naming it: the API page documents the whole package or nothing."""
     found: list[str] = []
     for name in API_ROOTS:
-        try:
-            mod = importlib.import_module(name)
-        except Exception as exc:  # a module being written by someone else must not break the book
-            log(f"API: skipping {name} ({type(exc).__name__}: {exc})")
-            continue
+        mod = _import_or_fail(name)
         found.append(name)
         if hasattr(mod, "__path__"):
             for info in sorted(pkgutil.iter_modules(mod.__path__), key=lambda m: m.name):
-                sub = f"{name}.{info.name}"
                 if info.name.startswith("_"):
                     continue
-                try:
-                    importlib.import_module(sub)
-                except Exception as exc:
-                    log(f"API: skipping {sub} ({type(exc).__name__}: {exc})")
-                    continue
-                found.append(sub)
+                _import_or_fail(f"{name}.{info.name}")
+                found.append(f"{name}.{info.name}")
     return found
+
+
+def _import_or_fail(name: str):
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:
+        raise SystemExit(f"build_book: API module {name} does not import ({type(exc).__name__}: {exc})") from None
 
 
 def write_api(gen: Path) -> list[str]:

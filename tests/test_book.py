@@ -146,6 +146,25 @@ def test_docstring_guard_flags_only_real_rst_faults():
     assert docstring_problems(ok) == []
 
 
+def test_docstring_guard_warns_so_the_strict_build_fails(monkeypatch):
+    """A broken docstring is a Sphinx warning naming the object (an error under ``-W``), not rendered verbatim."""
+    import docstring_guard
+
+    said = []
+    monkeypatch.setattr(docstring_guard.logger, "warning", lambda msg, *a: said.append(msg % a))
+    lines = ["Line one.", "    indented oops", "back"]
+    docstring_guard.guard(None, "function", "plan_lite.x.f", None, None, lines)
+    assert lines == ["Line one.", "    indented oops", "back"] and "plan_lite.x.f" in said[0]
+
+
+def test_api_module_that_does_not_import_fails_the_build(monkeypatch):
+    import build_book
+
+    monkeypatch.setattr(build_book, "API_ROOTS", ("plan_lite.no_such_module",))
+    with pytest.raises(SystemExit, match="plan_lite.no_such_module does not import"):
+        build_book.api_modules()
+
+
 def _notebook(path: Path, code: str) -> None:
     import nbformat
 
