@@ -21,7 +21,7 @@ def is_int(v) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases: int = 1, preset=None) -> None:
+def check_common(data_dir, out_dir, seed, n_cases, min_cases: int = 1, preset=None) -> None:
     """Validate the parameters every lesson has (``need`` on each); ``preset`` is checked when given."""
     from plan_lite.config import PRESETS
 
@@ -29,7 +29,6 @@ def check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases: in
     need(isinstance(out_dir, str) and out_dir, f"out_dir must be a non-empty str, got {out_dir!r}")
     need(is_int(seed) and seed >= 0, f"seed must be an int >= 0, got {seed!r}")
     need(is_int(n_cases) and n_cases >= min_cases, f"n_cases must be an int >= {min_cases}, got {n_cases!r}")
-    need(isinstance(interactive_3d, bool), f"interactive_3d must be True or False, got {interactive_3d!r}")
     if preset is not None:
         need(preset in PRESETS, f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
 

@@ -8,9 +8,10 @@ Usage::
     python scripts/make_notebooks.py            # write notebooks/*.ipynb
     python scripts/make_notebooks.py --check    # exit 1 if a notebook differs from its source (CI drift check)
 
-Lesson source format (``scripts/lessons/0X_name.py``): cells separated by lines ``# %% [markdown]``,
-``# %%`` (code) or ``# %% [parameters]`` (the papermill parameters cell); markdown cells are written as
-``# ``-prefixed comment lines, exactly like jupytext's percent format.
+Lesson sources (``scripts/lessons/0X_name.py``) are jupytext percent-format notebooks: ``# %% [markdown]`` and
+``# %%`` cells, the papermill parameters cell marked ``# %% tags=["parameters"]``. jupytext reads them; this
+script only fixes what must be identical on every machine (kernelspec, cell ids, no jupytext metadata). In
+JupyterLab (with jupytext) a source opens as a notebook and can be paired with its ``.ipynb``.
 """
 
 from __future__ import annotations
@@ -29,41 +30,22 @@ NOTEBOOKS = ROOT / "notebooks"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (plan-lite)", "language": "python"}
 
 
-def parse_cells(text: str) -> list[tuple[str, str]]:
-    """[(kind, source)] with kind in ``markdown``, ``code``, ``parameters``."""
-    cells: list[tuple[str, list[str]]] = []
-    for line in text.splitlines():
-        if line.startswith("# %%"):
-            tag = line[4:].strip()
-            kind = {"[markdown]": "markdown", "[parameters]": "parameters", "": "code"}.get(tag)
-            if kind is None:
-                raise ValueError(f"unknown cell marker {line!r}")
-            cells.append((kind, []))
-            continue
-        if not cells:
-            continue  # module header before the first cell (the source file's own docstring)
-        cells[-1][1].append(line)
-    out = []
-    for kind, lines in cells:
-        if kind == "markdown":
-            lines = [ln[2:] if ln.startswith("# ") else ln[1:] if ln.startswith("#") else ln for ln in lines]
-        src = "\n".join(lines).strip("\n")
-        if src:
-            out.append((kind, src))
-    return out
-
-
 def build_notebook(path: Path) -> nbformat.NotebookNode:
+    """The lesson notebook of one percent-format source, without outputs and with deterministic cell ids."""
+    import jupytext
+
     stem = path.stem
+    src = jupytext.reads(path.read_text(), fmt="py:percent")
     nb = new_notebook()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
-    for i, (kind, src) in enumerate(parse_cells(path.read_text())):
-        cell = new_markdown_cell(src) if kind == "markdown" else new_code_cell(src)
-        cell["id"] = f"{stem[:2]}-{i:03d}"
-        if kind == "parameters":
-            cell.metadata["tags"] = ["parameters"]
-        nb.cells.append(cell)
+    for i, cell in enumerate(c for c in src.cells if c.source.strip()):
+        new = new_markdown_cell(cell.source) if cell.cell_type == "markdown" else new_code_cell(cell.source)
+        new["id"] = f"{stem[:2]}-{i:03d}"
+        tags = list(cell.metadata.get("tags", []))
+        if tags:
+            new.metadata["tags"] = tags
+        nb.cells.append(new)
     return nb
 
 

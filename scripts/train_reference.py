@@ -9,10 +9,13 @@ run it again with the same arguments and it continues from ``RUN/last.pt``. At t
 1. evaluates the test split of the training cohort (paper protocol, bootstrap intervals, chance level);
 2. evaluates a **check cohort** generated from its own seed (cases the model never saw, all test) and records
    those figures, which ``tests/test_reference.py`` regenerates and re-checks by inference only;
-3. writes ``plan_lite/reference/tiny_cpu.pt`` (half-precision weights, config with the calibrated inference
-   settings, preprocessing statistics) and ``tiny_cpu.json`` (command, commit, data, budget, metrics).
+3. writes ``plan_lite/reference/<preset>_cpu.pt`` (half-precision weights, config with the calibrated inference
+   settings, preprocessing statistics) and ``<preset>_cpu.json`` (command, commit, data, budget, metrics).
+
+``--preset tiny_nc`` trains the non-contrast model (NC phase only) that lesson 8 runs on a real NC scan::
 
     OMP_NUM_THREADS=1 nohup python scripts/train_reference.py --steps 12000 > build/reference.log 2>&1 &
+    OMP_NUM_THREADS=1 nohup python scripts/train_reference.py --preset tiny_nc --steps 8000 > build/ref_nc.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, pred_dir: Path, splits=("v
     """Predict ``splits`` and evaluate the last of them; the patient threshold comes from val when predicted."""
     import warnings
 
-    from plan_lite.engine.infer import predict
+    from plan_lite.engine.predict import predict
     from plan_lite.metrics import bootstrap_intervals, evaluate_folders, marked_liver_fraction
 
     predict(checkpoint, [data], pred_dir, progress=False, split=splits)
@@ -95,10 +98,15 @@ def summary(m: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--steps", type=int, default=12000)
-    ap.add_argument("--work", default=str(ROOT / "build" / "reference"), help="data, run and predictions")
+    ap.add_argument("--preset", default="tiny", choices=("tiny", "tiny_nc"),
+                    help="tiny (three phases) or tiny_nc (non-contrast only, for real NC scans)")
+    ap.add_argument("--work", help="data, run and predictions (default build/reference[_nc])")
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ap.add_argument("--out", default=str(ROOT / "plan_lite" / "reference" / "tiny_cpu"))
+    ap.add_argument("--out", help="export path without suffix (default plan_lite/reference/<preset>_cpu)")
     args = ap.parse_args(argv)
+    suffix = "" if args.preset == "tiny" else "_nc"
+    args.work = args.work or str(ROOT / "build" / f"reference{suffix}")
+    args.out = args.out or str(ROOT / "plan_lite" / "reference" / f"{args.preset}_cpu")
     import torch
 
     torch.set_num_threads(1)
@@ -110,7 +118,7 @@ def main(argv=None) -> int:
     data = make_cohort(work / "data", COHORT)
     check = make_cohort(work / "check", CHECK_COHORT)
     overrides = parse_overrides(args.overrides)
-    cfg = get_preset("tiny", **{**CPU_RECIPE, **overrides})
+    cfg = get_preset(args.preset, **{**CPU_RECIPE, **overrides})
     run = work / "run"
     t0 = time.time()
     train(data, cfg, run, max_steps=args.steps, progress=True, validate=False, resume=(run / "last.pt").exists())
@@ -120,7 +128,7 @@ def main(argv=None) -> int:
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     prov = {
         "command": "python scripts/train_reference.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit, "machine": f"{platform.machine()}, 1 torch thread", "preset": "tiny",
+        "commit": commit, "machine": f"{platform.machine()}, 1 torch thread", "preset": args.preset,
         "recipe": {**CPU_RECIPE, **overrides}, "steps": args.steps, "train_seconds_logged": train_s,
         "wall_seconds_this_call": time.time() - t0, "generator_version": GENERATOR_VERSION,
         "training_cohort": {**COHORT, "lesion_contrast": 1.0, "noise_scale": 1.0},

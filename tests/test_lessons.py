@@ -73,10 +73,9 @@ def test_ensure_dataset_generates_once_when_missing(tmp_path, capsys):
 def test_check_common_names_the_bad_parameter():
     from plan_lite.lessons import check_common
 
-    check_common("d", "o", 0, 5, False, min_cases=5, preset="tiny")
-    for args, kw, name in ((("", "o", 0, 5, False), {}, "data_dir"), (("d", "o", -1, 5, False), {}, "seed"),
-                           (("d", "o", 0, 2, False), {"min_cases": 3}, "n_cases must be an int >= 3"),
-                           (("d", "o", 0, 5, 1), {}, "interactive_3d"),
-                           (("d", "o", 0, 5, False), {"preset": "huge"}, "preset")):
+    check_common("d", "o", 0, 5, min_cases=5, preset="tiny")
+    for args, kw, name in ((("", "o", 0, 5), {}, "data_dir"), (("d", "o", -1, 5), {}, "seed"),
+                           (("d", "o", 0, 2), {"min_cases": 3}, "n_cases must be an int >= 3"),
+                           (("d", "o", 0, 5), {"preset": "huge"}, "preset")):
         with pytest.raises(ValueError, match=name):
             check_common(*args, **kw)

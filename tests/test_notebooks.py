@@ -20,7 +20,7 @@ import check_book  # noqa: E402
 
 NB_DIR = ROOT / "notebooks"
 NOTEBOOKS = ["01_data_preparation", "02_anchor_queries", "03_fes_loss", "04_consistency_loss", "05_training",
-             "06_evaluation", "07_experiments"]
+             "06_evaluation", "07_experiments", "08_real_ct"]
 HEADINGS = ("## Overview", "## Prerequisites", "## Imports", "## Try it", "## Summary", "## What's next")
 
 # Tiny parameters per lesson (the defaults are CPU teaching sizes; these only exercise every cell).
@@ -34,6 +34,7 @@ SMOKE: dict[str, dict] = {
                       "n_worst": 1},
     "07_experiments": {"variants": ["plan", "pixel_only"], "max_steps": 2, "patch_size": [8, 48, 48],
                        "sweep_fes_points": [1]},
+    "08_real_ct": {"n_cases": 2, "overlap": 0.0},
 }
 
 
@@ -71,7 +72,7 @@ def test_structure(name):
     tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1, f"{name}: exactly one cell tagged 'parameters'"
     params = nb.cells[tagged[0]].source
-    for p in ("data_dir", "out_dir", "seed", "interactive_3d"):
+    for p in ("data_dir", "out_dir", "seed"):
         assert f"{p} = " in params, f"{name}: parameter {p} missing"
     nxt = nb.cells[tagged[0] + 1]
     validates = "need(" in nxt.source or "raise ValueError" in nxt.source
@@ -171,9 +172,17 @@ def _check_07(m, out):
     assert (out / "ablation_reference.png").exists()
 
 
+def _check_08(m, out):
+    assert m["validate_exit_code"] == 0  # the real scan is a valid one-case NC dataset
+    assert 0.0 <= m["real_dice"]["liver"] <= 1.0 and set(m["real_dice"]) >= {"liver", "spleen"}
+    assert m["fp_lesions"] >= 0 and m["predict_seconds"] > 0
+    assert m["dicom_prediction_identical"] and m["dicom_slices"] == 30  # the crop, read back from DICOM
+    assert (out / "gap.png").exists() and (out / "real_ct.png").exists()
+
+
 CHECKS = {"01_data_preparation": _check_01, "02_anchor_queries": _check_02, "03_fes_loss": _check_03,
           "04_consistency_loss": _check_04, "05_training": _check_05, "06_evaluation": _check_06,
-          "07_experiments": _check_07}
+          "07_experiments": _check_07, "08_real_ct": _check_08}
 
 
 # ---------------------------------------------------------------------------------------------------- failures
@@ -186,3 +195,15 @@ def test_wrong_parameter_type(name, bad, tmp_path):
     assert exc.value.ename == "ValueError"
     assert next(iter(bad)) in exc.value.evalue
     assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_lesson_sources_are_jupytext_percent_notebooks():
+    """A lesson source opens in jupytext (and JupyterLab) as the notebook itself: the parameters cell carries
+    papermill's tag in jupytext's syntax, and nothing precedes the first cell."""
+    jupytext = pytest.importorskip("jupytext")
+    for name in NOTEBOOKS:
+        src = ROOT / "scripts" / "lessons" / f"{name}.py"
+        assert src.read_text().startswith("# %% [markdown]\n"), f"{name}: text before the first cell"
+        nb = jupytext.read(src, fmt="py:percent")
+        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert len(tagged) == 1 and "data_dir = " in tagged[0].source, name

@@ -1,4 +1,4 @@
-"""The shipped reference model re-measured by inference only on a freshly generated check cohort.
+"""The shipped reference models (``tiny_cpu``, three phases; ``tiny_nc_cpu``, NC only) re-measured by inference only on a freshly generated check cohort.
 
 ``scripts/train_reference.py`` trained it and recorded, in ``plan_lite/reference/tiny_cpu.json``, its lesion
 recall / precision, tumour Dice and patient AUC on a check cohort defined by a seed (cases it never saw). This test
@@ -20,34 +20,38 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 pytestmark = pytest.mark.slow
+NAMES = ("tiny_cpu", "tiny_nc_cpu")
 
 
-def test_reference_checkpoint_loads_safely():
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_checkpoint_loads_safely(name):
     from plan_lite.engine.checkpoint import load_checkpoint
     from plan_lite.reference import checkpoint_path, provenance
 
-    path = checkpoint_path()
+    path = checkpoint_path(name)
     assert path.stat().st_size < 3 * 2**20, "the reference weights must stay under 3 MB"
     state = load_checkpoint(path)  # weights_only=True
     assert all(v.dtype == torch.float16 for v in state["model"].values() if v.is_floating_point())
-    prov = provenance()
+    prov = provenance(name)
+    assert prov["preset"] == name.removesuffix("_cpu")
     assert {"command", "commit", "training_cohort", "check_cohort", "test_split", "check"} <= set(prov)
     assert state["config"]["infer"]["score_threshold"] == prov["calibration"]["score_threshold"]
 
 
-def test_reference_model_reproduces_its_recorded_metrics(tmp_path):
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_model_reproduces_its_recorded_metrics(tmp_path, name):
     from train_reference import CHECK_KEYS, evaluate_checkpoint, make_cohort, pick
 
     from plan_lite.reference import checkpoint_path, provenance
 
-    prov = provenance()
+    prov = provenance(name)
     spec = {k: (tuple(v) if isinstance(v, list) else v) for k, v in prov["check_cohort"].items()}
     data = make_cohort(tmp_path / "check", {k: v for k, v in spec.items() if k not in ("lesion_contrast",
                                                                                           "noise_scale")})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        m = evaluate_checkpoint(checkpoint_path(), data, tmp_path / "pred", splits=("test",))
+        m = evaluate_checkpoint(checkpoint_path(name), data, tmp_path / "pred", splits=("test",))
     finally:
         torch.set_num_threads(threads)
     tol = prov["check_tolerance"]

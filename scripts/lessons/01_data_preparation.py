@@ -1,5 +1,3 @@
-"""Lesson 01 source (jupytext percent format); `python scripts/make_notebooks.py` writes the .ipynb."""
-
 # %% [markdown]
 # # Lesson 1: Data preparation: synthetic multi-phase liver CT
 #
@@ -60,6 +58,7 @@ from plan_lite.data.synthetic import dataset_statistics, generate_case
 from plan_lite.data.validate import summarize_dataset, validate_dataset
 from plan_lite.labels import LESION_LABELS
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
+from plan_lite.sample_data import real_ct as real_ct_path
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import lesion_browser, montage, plot_hu_curves
 
@@ -69,19 +68,18 @@ T0 = time.time()
 # ## Parameters
 # Papermill overrides these (`papermill ... -p n_cases 4`); the cell after them checks their types.
 
-# %% [parameters]
+# %% tags=["parameters"]
 data_dir = "../data/synthetic"  # dataset written by `make book` (24 cases); generated into out_dir if absent
 out_dir = "../build/lessons/01"  # figures, metrics.json and any generated data go here
 seed = 0  # generator seed (also of the fallback dataset)
 n_cases = 6  # cases of the fallback dataset when data_dir does not exist
 case_shape = [32, 160, 160]  # (D, H, W) of the fallback dataset and of the demo case
 target_spacing = [5.0, 0.7, 0.7]  # (z, y, x) mm, resampled spacing of the paper
-realdata_dir = "../../shared/realdata"  # real CT fixture (example_ct_sm.nii.gz), optional
+realdata_dir = ""  # folder with example_ct_sm.nii.gz; "" = the real CT shipped in plan_lite.sample_data
 n_augment = 3  # augmented samples in the preview
-interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=3)
+check_common(data_dir, out_dir, seed, n_cases, min_cases=3)
 need(isinstance(case_shape, (list, tuple)) and len(case_shape) == 3 and all(is_int(s) and s >= 8 for s in case_shape),
       f"case_shape must be three ints >= 8, got {case_shape!r}")
 need(isinstance(target_spacing, (list, tuple)) and len(target_spacing) == 3
@@ -157,14 +155,16 @@ metrics["hu_measured"] = {k: [round(float(x), 1) for x in v] for k, v in measure
 #
 # NIfTI stores voxels as `(x, y, z)`; plan-lite works in `(z, y, x)`. Only `plan_lite.data.io` transposes:
 # `read_image(path)` returns the `(D, H, W)` array, the spacing `(z, y, x)` in mm and the 4 x 4 affine.
-# The real non-contrast CT fixture (`example_ct_sm.nii.gz`) is used when it exists on this machine.
+# plan-lite ships a real non-contrast CT (TotalSegmentator's test scan, Apache-2.0; `plan_lite.sample_data`):
+# here its 30-slice crop `example_ct_sm.nii.gz` with the organ map predicted by TotalSegmentator.
+# [Lesson 8](08_real_ct.ipynb) takes the whole scan through a trained model.
 
 # %%
-real_ct = Path(realdata_dir) / "example_ct_sm.nii.gz"
+real_ct = Path(realdata_dir) / "example_ct_sm.nii.gz" if realdata_dir else real_ct_path("example_ct_sm.nii.gz")
 metrics["realdata_present"] = real_ct.exists()
 if real_ct.exists():
     ct, ct_spacing, ct_affine = read_image(real_ct)
-    seg_path = Path(realdata_dir) / "example_seg.nii.gz"
+    seg_path = real_ct.with_name("example_seg.nii.gz")
     seg = read_image(seg_path)[0].astype(np.uint8) if seg_path.exists() else None
     print(f"real CT {ct.shape} at {ct_spacing} mm, HU {ct.min():.0f}..{ct.max():.0f}")
     show(montage(ct.astype(np.float32), seg, phases=["NC (real)"], spacing=ct_spacing, n=4,

@@ -1,5 +1,3 @@
-"""Lesson 02 source (jupytext percent format); `python scripts/make_notebooks.py` writes the .ipynb."""
-
 # %% [markdown]
 # # Lesson 2: Anchor queries: from pixels to lesion queries
 #
@@ -60,7 +58,7 @@ T0 = time.time()
 # %% [markdown]
 # ## Parameters
 
-# %% [parameters]
+# %% tags=["parameters"]
 data_dir = "../data/synthetic"  # dataset written by `make book`; generated into out_dir if absent
 out_dir = "../build/lessons/02"  # figures and metrics.json
 seed = 0
@@ -70,10 +68,9 @@ patch_size = [16, 96, 96]  # (D, H, W) of the patches, divisible by the total st
 n_patches = 4  # lesion patches in the matching experiment
 pixel_source = "auto"  # oracle (pixel logits from the labels), model (the own pixel branch), auto: model if trained
 checkpoint = "reference"  # "reference": the shipped trained model (plan_lite.reference); a run's last.pt; "": none
-interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=3, preset=preset)
+check_common(data_dir, out_dir, seed, n_cases, min_cases=3, preset=preset)
 need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(is_int(s) and s > 0 for s in patch_size),
       f"patch_size must be three ints (D, H, W), got {patch_size!r}")
 need(is_int(n_patches) and n_patches >= 1, f"n_patches must be an int >= 1, got {n_patches!r}")

@@ -1,5 +1,3 @@
-"""Lesson 03 source (jupytext percent format); `python scripts/make_notebooks.py` writes the .ipynb."""
-
 # %% [markdown]
 # # Lesson 3: Foreground-enhanced sampling (FES)
 #
@@ -58,7 +56,7 @@ T0 = time.time()
 # %% [markdown]
 # ## Parameters
 
-# %% [parameters]
+# %% tags=["parameters"]
 data_dir = "../data/synthetic"  # dataset written by `make book`; generated into out_dir if absent
 out_dir = "../build/lessons/03"  # figures and metrics.json
 seed = 0
@@ -69,14 +67,13 @@ num_points = 12544  # K, points per matched pair (paper)
 fes_fg_points = 3  # n, FES foreground points per lesion target (paper)
 n_draws = 5  # repeated samplings per lesion (the sampler is random)
 demo_patch = [16, 96, 96]  # patch of the tiny-model criterion demo (section 4); [] skips it
-interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
 def _ints(v, n, low=1):
     return isinstance(v, (list, tuple)) and len(v) == n and all(is_int(x) and x >= low for x in v)
 
 
-check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=1)
+check_common(data_dir, out_dir, seed, n_cases, min_cases=1)
 need(_ints(grid, 3, 4), f"grid must be three ints >= 4 (D, H, W), got {grid!r}")
 need(isinstance(grid_spacing, (list, tuple)) and len(grid_spacing) == 3
       and all(isinstance(s, (int, float)) and not isinstance(s, bool) and s > 0 for s in grid_spacing),

@@ -1,5 +1,3 @@
-"""Lesson 04 source (jupytext percent format); `python scripts/make_notebooks.py` writes the .ipynb."""
-
 # %% [markdown]
 # # Lesson 4: The patient branch and the lesion-patient consistency loss
 #
@@ -55,7 +53,7 @@ T0 = time.time()
 # %% [markdown]
 # ## Parameters
 
-# %% [parameters]
+# %% tags=["parameters"]
 data_dir = "../data/synthetic"  # dataset written by `make book`; generated into out_dir if absent
 out_dir = "../build/lessons/04"  # figures and metrics.json
 seed = 0
@@ -66,14 +64,13 @@ opt_steps = 25  # optimisation steps on the crafted outputs
 lr = 0.05  # Adam learning rate on the output logits
 w_consistency = 0.1  # weight of the consistency term (paper 0.1)
 n_reference_cases = 12  # cases read by the shipped reference model in section 4 (0 to skip it)
-interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
 def _is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=3, preset=preset)
+check_common(data_dir, out_dir, seed, n_cases, min_cases=3, preset=preset)
 need(isinstance(patch_size, (list, tuple)) and len(patch_size) == 3 and all(is_int(s) and s > 0 for s in patch_size),
       f"patch_size must be three ints (D, H, W), got {patch_size!r}")
 need(is_int(opt_steps) and opt_steps >= 1, f"opt_steps must be an int >= 1, got {opt_steps!r}")

@@ -1,5 +1,3 @@
-"""Lesson 05 source (jupytext percent format); `python scripts/make_notebooks.py` writes the .ipynb."""
-
 # %% [markdown]
 # # Lesson 5: Training PLAN in two stages
 #
@@ -61,7 +59,7 @@ T0 = time.time()
 # %% [markdown]
 # ## Parameters
 
-# %% [parameters]
+# %% tags=["parameters"]
 data_dir = "../data/synthetic_cpu"  # the 5 x 4 x 4 mm cohort written by `make book`; generated if absent
 out_dir = "../build/lessons/05"  # the run goes to out_dir/run (log.jsonl, last.pt, best.pt)
 seed = 0
@@ -74,10 +72,9 @@ patch_size = []  # (D, H, W), or [] for the patch of the recipe / preset
 batch_size = 2
 resume_at = 300  # stop the run after this many steps, then resume it (0 for no stop)
 max_minutes = 8.0  # wall-clock budget of the whole run (ends cleanly, checkpoint written)
-interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=3, preset=preset)
+check_common(data_dir, out_dir, seed, n_cases, min_cases=3, preset=preset)
 need(recipe in ("cpu", "preset"), f"recipe must be 'cpu' or 'preset', got {recipe!r}")
 need(device in ("cpu", "cuda") or (isinstance(device, str) and device.startswith("cuda:")),
       f"device must be 'cpu' or 'cuda', got {device!r}")

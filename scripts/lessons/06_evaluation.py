@@ -1,5 +1,3 @@
-"""Lesson 06 source (jupytext percent format); `python scripts/make_notebooks.py` writes the .ipynb."""
-
 # %% [markdown]
 # # Lesson 6: Evaluation at pixel, lesion and patient level
 #
@@ -54,7 +52,7 @@ T0 = time.time()
 # %% [markdown]
 # ## Parameters
 
-# %% [parameters]
+# %% tags=["parameters"]
 data_dir = "../data/synthetic_cpu"  # the cohort lesson 5 trained on (`make book`); generated if absent
 out_dir = "../build/lessons/06"  # predictions, figures and metrics.json
 checkpoint = "../build/lessons/05/run/last.pt"  # trained in lesson 5; a short run is trained here if missing
@@ -69,10 +67,9 @@ semantic = None  # None: the checkpoint's; "lesion" (lesion-branch map), "pixel"
 lesion_decision = None  # None: the checkpoint's; semantic output: "argmax" of the 15 classes or "merged"
 compare = True  # also evaluate the pixel branch of the same checkpoint and the shipped reference model
 n_worst = 2  # worst cases shown
-interactive_3d = False  # unused here (kept for a uniform interface; the lesion browser is always shown)
 
 # %%
-check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=5)
+check_common(data_dir, out_dir, seed, n_cases, min_cases=5)
 need(isinstance(checkpoint, str), f"checkpoint must be a path string, got {checkpoint!r}")
 need(split in ("train", "val", "test"), f"split must be train, val or test, got {split!r}")
 need(is_int(fallback_steps) and fallback_steps >= 2, f"fallback_steps must be an int >= 2, got {fallback_steps!r}")

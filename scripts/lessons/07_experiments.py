@@ -1,5 +1,3 @@
-"""Lesson 07 source (jupytext percent format); `python scripts/make_notebooks.py` writes the .ipynb."""
-
 # %% [markdown]
 # # Lesson 7: Experiments: ablations and baselines
 #
@@ -54,7 +52,7 @@ T0 = time.time()
 # %% [markdown]
 # ## Parameters
 
-# %% [parameters]
+# %% tags=["parameters"]
 data_dir = "../data/synthetic_cpu"  # the 5 x 4 x 4 mm cohort written by `make book`; generated if absent
 out_dir = "../build/lessons/07"  # one folder per variant plus ablation.json / ablation.md
 seed = 0
@@ -67,10 +65,9 @@ patch_size = []  # (D, H, W) training patch of every variant, or [] for the reci
 overlap = 0.0  # sliding-window overlap at inference (0 is fastest)
 reference = "../benchmarks/results/ablation_tiny_cpu.json"  # the committed longer run ("" to skip)
 sweep_fes_points = [1, 2, 3]  # values of lesson 3's fes_fg_points swept in section 5 ([] skips the sweep)
-interactive_3d = False  # unused here (kept for a uniform interface)
 
 # %%
-check_common(data_dir, out_dir, seed, n_cases, interactive_3d, min_cases=5, preset=preset)
+check_common(data_dir, out_dir, seed, n_cases, min_cases=5, preset=preset)
 need(isinstance(variants, (list, tuple)) and len(variants) >= 1 and all(v in VARIANTS for v in variants),
       f"variants must be a list of {sorted(VARIANTS)}, got {variants!r}")
 need(recipe in ("cpu", "preset"), f"recipe must be 'cpu' or 'preset', got {recipe!r}")
@@ -282,8 +279,9 @@ print(json.dumps(metrics, indent=2))
 #
 # ## What's next
 #
-# Back to [Lesson 1](01_data_preparation.ipynb) to change the data (more small lesions, more hard negatives) and
-# see which component matters where; or the project README for the CLI.
+# [Lesson 8: your own CT](08_real_ct.ipynb) takes a real scan through a model trained on synthetic data and
+# measures the gap. Or back to [Lesson 1](01_data_preparation.ipynb) to change the data (more small lesions, more
+# hard negatives) and see which component matters where.
 #
 # ## Resources and references
 # - Yan et al., MICCAI 2023, Table 4 (ablations), Tables 1-2 (baselines).
