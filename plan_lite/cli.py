@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "synth": "Generate a synthetic multi-phase liver CT dataset (MSD / nnU-Net v2 layout).",
     "convert": "Write a LiTS download in the MSD / nnU-Net v2 layout (links, no copies).",
     "validate": "Check a dataset folder and report every fault (exit 2 if any).",
+    "preprocess": "Preprocess a dataset's train split once; later runs with the same data settings reuse it.",
     "config": "Print a preset, or the diff between two presets.",
     "train": "Train PLAN or a baseline on a dataset.",
     "predict": "Predict label maps, lesions and patient scores for CT volumes.",

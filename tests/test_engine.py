@@ -366,3 +366,30 @@ def test_training_calibrates_the_lesion_threshold_on_val(small_ds, tmp_path):
         assert load_checkpoint(tmp_path / "run" / name)["config"]["infer"]["score_threshold"] == thr
     out = predict(tmp_path / "run" / "last.pt", [small_ds], tmp_path / "pred", split="test", progress=False)
     assert json.loads((out / "prediction.json").read_text())["score_threshold"] == thr
+
+
+def test_preprocessed_folder_is_reused(tmp_path, monkeypatch, capsys):
+    """Data flows once: the first run writes DATASET/preprocessed/<fingerprint>, the next reads it (no
+    preprocessing, identical arrays); new data settings or a changed file give a new fingerprint."""
+    from plan_lite.cli import main
+    from plan_lite.data.preprocess import Preprocessor
+    from plan_lite.engine.training_data import load_train_cases
+
+    ds = make_dataset(tmp_path / "ds", n_cases=3, shape=(8, 40, 40))
+    cfg = tiny_cfg()
+    first, stats, _ = load_train_cases(ds, cfg)
+    folders = list((ds / "preprocessed").iterdir())
+    assert len(folders) == 1 and len(list(folders[0].glob("*.npz"))) == len(first)
+    calls = []
+    monkeypatch.setattr(Preprocessor, "__call__", lambda self, case: calls.append(case) or 1 / 0)
+    monkeypatch.setattr(Preprocessor, "fit", lambda self, cases: 1 / 0)
+    again, stats2, _ = load_train_cases(ds, cfg)
+    assert not calls and stats2 == stats
+    assert all(np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label) for a, b in zip(first, again))
+    monkeypatch.undo()
+    load_train_cases(ds, tiny_cfg(spacing=(5.0, 4.0, 4.0)))
+    assert len(list((ds / "preprocessed").iterdir())) == 2
+    img = ds / "imagesTr" / "case_0000_0000.nii.gz"  # the train case (splits cycle train / val / test)
+    os.utime(img, ns=(img.stat().st_atime_ns, img.stat().st_mtime_ns + 10**9))
+    assert main(["preprocess", str(ds), "--no-progress", "--set", "patch_size=8,48,48"]) == 0
+    assert "written" in capsys.readouterr().out and len(list((ds / "preprocessed").iterdir())) == 3
