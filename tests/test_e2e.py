@@ -8,9 +8,9 @@ What one 600-step trajectory reaches depends on the CPU's floating-point path, s
 with a wide margin everywhere: the pipeline runs and writes what it should, the pixel loss falls to well under
 0.7 of its start, and the prediction overlaps at least one ground-truth lesion. Accuracy against chance is measured
 by ``benchmarks/bench_e2e.py`` (same recipe, several seeds; ``benchmarks/results/bench_e2e_cpu.md``). Measured
-there on a 2-core machine, seeds 0 / 1 / 2: pixel-loss ratio (last 10 / first 10 steps) 0.32 / 0.37 / 0.36;
-9 / 12 / 10 true positives; recall 0.30 / 0.43 / 0.34 at chance 0.20 / 0.17 / 0.06 (1.5x to 6.2x chance), so
-"recall above 3x chance" is not a property of this budget on every machine.
+there on a 2-core machine, seeds 0 / 1 / 2: pixel-loss ratio (last 10 / first 10 steps) 0.33 / 0.36 / 0.35;
+4 / 1 / 4 true positives; recall 0.10 / 0.05 / 0.14 at chance 0.022 / 0.004 / 0.003. Seed 1 sits at the
+"at least one true positive" margin, which is why this test trains seed 0 and asserts no more than that.
 """
 
 from __future__ import annotations
