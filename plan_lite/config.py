@@ -2,7 +2,7 @@
 
 Defaults are the paper's values (``paper`` preset); where the paper is silent they follow the official code
 (alibaba-damo-academy/pixel-lesion-patient-network @ 4ca24452). Every paper/code difference is a field here,
-see ``plan_reference.md`` D1 and ``plan-lite config --preset paper --diff official``.
+see book/design_decisions.md#dd-d1 and ``plan-lite config --preset paper --diff official``.
 
 Tensors are (B, C, D, H, W) with (D, H, W) = (z, y, x). Spacings are (z, y, x) in mm.
 """
@@ -23,7 +23,7 @@ class ModelConfig:
     """Architecture (Fig. 1): backbone + FPN, pixel branch, anchor queries, lesion branch, patient branch."""
 
     in_channels: int = 3  # one per CT phase (NC, late arterial, portal venous)
-    # nnU-Net-style encoder for 0.7 x 0.7 x 5 mm (plan_reference.md Sec. 4.1)
+    # nnU-Net-style encoder for 0.7 x 0.7 x 5 mm (book/design_decisions.md#dd-backbone)
     stage_widths: tuple[int, ...] = (32, 64, 128, 256, 320, 320, 320)
     stage_strides: tuple[Triple, ...] = ((1, 1, 1), (1, 2, 2), (1, 2, 2), (2, 2, 2), (2, 2, 2), (1, 2, 2), (1, 2, 2))
     stage_kernels: tuple[Triple, ...] = ((1, 3, 3), (1, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3))
@@ -41,14 +41,14 @@ class ModelConfig:
     query_pos_embed: bool = False  # official PLAN: unused; its Mask2Former baseline uses it
     fp32_attention: bool = True
     mask_logits_from_features: bool = True  # D6: exact memory-saving rewrite
-    # Anchor queries (Sec. 2.2; plan_reference.md Sec. 4.3)
+    # Anchor queries (Sec. 2.2; book/design_decisions.md#dd-anchor-queries)
     anchor_queries: bool = True
     anchor_threshold: float = 0.1
     anchor_min_volume_mm3: float = 24.5  # components must be larger (code: 10 voxels at 0.7 x 0.7 x 5 mm)
     anchor_max_lesions: int = 20
     anchor_connectivity: int = 18
     lesion_stuff_targets: bool = True  # D2: background + organs are stuff targets/anchors (code)
-    # Patient branch (Sec. 2.3; plan_reference.md Sec. 3.2)
+    # Patient branch (Sec. 2.3; book/design_decisions.md#dd-patient-branch)
     patient_branch: bool = True
     patient_sources: tuple[tuple[str, int], ...] = (("enc", 2), ("enc", 4), ("fpn", 4), ("fpn", 2))
     patient_token_grid: Triple = (3, 8, 8)  # pixel tokens per source (patch-embed kernel = size / grid)
@@ -139,9 +139,9 @@ class InferConfig:
     its mask quality, queries above ``score_threshold`` painted by score x mask probability; the default) or
     ``"semantic"`` (PLAN's semantic merge of all queries, then ``lesion_decision``; the official code).
     ``semantic``: the per-voxel class probabilities for background and organs (and for ``"semantic"`` output):
-    ``"lesion"`` (lesion branch, Sec. 2.6), ``"pixel"`` (pixel branch softmax) or ``"fused"`` (their mean).
-    Post-processing (Sec. 3.2): lesions under ``drop_lesions_below_mm3`` or farther than ``max_liver_distance_mm``
-    from the predicted liver are dropped.
+    ``"lesion"`` (lesion branch), ``"pixel"`` (pixel branch softmax) or ``"fused"`` (their mean).
+    Post-processing: lesions under ``drop_lesions_below_mm3`` or farther than ``max_liver_distance_mm``
+    from the predicted liver are dropped (book/design_decisions.md#dd-inference).
     """
 
     lesion_output: Literal["instance", "semantic"] = "instance"
@@ -348,7 +348,7 @@ def _paper_nc() -> PlanConfig:
 
 
 def _official() -> PlanConfig:
-    """The official code's differences from the paper (plan_reference.md D1)."""
+    """The official code's differences from the paper (book/design_decisions.md#dd-d1)."""
     cfg = _paper()
     cfg.name = "official"
     cfg.model.num_queries = 50

@@ -1,4 +1,4 @@
-"""The fixed label map (plan_reference.md, D3) and the patient-level output groups.
+"""The fixed label map (book/design_decisions.md#dd-d3) and the patient-level output groups.
 
 Arrays in plan-lite are indexed (z, y, x) = (D, H, W). Labels 0-6 are "stuff" (background and organs),
 7-14 are lesion ("thing") types.
@@ -36,7 +36,7 @@ BENIGN_LABELS: tuple[int, ...] = (11, 12, 13)
 
 LESION_TYPE_NAMES: tuple[str, ...] = tuple(LABEL_NAMES[k] for k in LESION_LABELS)
 
-# Patient outputs, C + 3 = 11 (Sec. 2.3 of the paper; plan_reference.md D3).
+# Patient outputs, C + 3 = 11 (Sec. 2.3 of the paper; book/design_decisions.md#dd-d3).
 PATIENT_GROUPS: dict[str, tuple[tuple[str, tuple[int, ...]], ...]] = {
     "paper": (
         ("any_tumor", LESION_LABELS),
@@ -81,7 +81,7 @@ def patient_labels_from_label_counts(voxel_counts: dict[int, int], groups: str =
     """C + 3 patient labels from per-label voxel counts.
 
     ``size_threshold=None`` gives hard 0/1 labels (any voxel present); a number gives the official code's soft
-    volume labels ``min(1, voxels / size_threshold)`` (plan_reference.md Sec. 3.2, size_th = 100).
+    volume labels ``min(1, voxels / size_threshold)`` (book/design_decisions.md#dd-patient-branch, size_th = 100).
     """
     out = []
     for _, labels in PATIENT_GROUPS[groups]:

@@ -12,7 +12,7 @@
 4. ``jupyter-book build book/ -W -n --keep-going`` (strict).
 
 ``--skip-notebooks`` skips step 2 and builds with whatever executed notebooks already exist (used by the tests).
-See ``../shared/reference/notebook_stack.md`` for why jupyter-book 1.x, papermill and a local MathJax.
+See ``book/design_decisions.md#dd-stack`` for why jupyter-book 1.x, papermill and a local MathJax.
 """
 
 from __future__ import annotations

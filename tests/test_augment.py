@@ -1,4 +1,4 @@
-"""plan_lite.data.augment: nnU-Net augmentation for anisotropic patches (plan_reference.md Sec. 6.4)."""
+"""plan_lite.data.augment: nnU-Net augmentation for anisotropic patches (book/design_decisions.md#dd-augmentation)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Losses: matcher, point sampling / FES, pixel DC+CE, consistency, criterion switches (plan_reference.md Sec. 2-4)."""
+"""Losses: matcher, point sampling / FES, pixel DC+CE, consistency, criterion switches.
+
+See book/design_decisions.md#dd-architecture.
+"""
 
 from __future__ import annotations
 
@@ -101,7 +104,8 @@ def test_matcher_with_foreground_points_d5():
 
 
 def test_importance_points_pick_uncertain_region():
-    """Sec. 2.4: 0.75 K points at the most uncertain (|logit| small) candidates, 0.25 K fresh uniform."""
+    """Importance sampling (book/design_decisions.md#dd-fes): 0.75 K points at the most uncertain (|logit| small)
+    candidates, 0.25 K fresh uniform."""
     logits = torch.full((2, 1, 8, 16, 16), 10.0)
     logits[:, :, :, :, :4] = 0.0  # a quarter of the volume (x < 0.25) is uncertain
     pts = importance_points(logits, 400, 3.0, 0.75, generator=torch.Generator().manual_seed(0))
@@ -113,7 +117,8 @@ def test_importance_points_pick_uncertain_region():
 
 
 def test_matcher_cost_terms_by_hand():
-    """Cost = 2 * (-p[label]) + 5 * BCE + 5 * Dice with one target covering the whole volume (Sec. 2.3)."""
+    """Cost = 2 * (-p[label]) + 5 * BCE + 5 * Dice with one target covering the whole volume
+    (book/design_decisions.md#dd-matcher)."""
     logits = torch.tensor([[[2.0, 0.0, 0.0]]])
     emb = torch.tensor([[[1.0]]])
     feats = torch.full((1, 1, 2, 2, 2), 0.5)
@@ -186,7 +191,8 @@ def test_point_sample_axis_order():
 
 @pytest.mark.parametrize("lesion", ["one_voxel", "cube27"])
 def test_fes_guarantees_foreground_points_importance_does_not(lesion):
-    """Sec. 2.2 FES; reference pitfall 7: 12,544 points in 24 x 256 x 256 rarely touch a tiny lesion."""
+    """Sec. 2.2 FES; pitfall 7 (book/design_decisions.md#dd-pitfalls): 12,544 points in 24 x 256 x 256 rarely
+    touch a tiny lesion."""
     shape = (24, 256, 256)
     mask = torch.zeros(shape, dtype=torch.bool)
     if lesion == "one_voxel":
@@ -209,7 +215,8 @@ def test_fes_guarantees_foreground_points_importance_does_not(lesion):
 
 
 def test_fes_code_norm_is_off_at_the_border():
-    """Reference Sec. 4.5: i / (S - 1) with align_corners=False lands half a voxel outside at index 0."""
+    """Pitfall 6 (book/design_decisions.md#dd-pitfalls): i / (S - 1) with align_corners=False lands half a voxel
+    outside at index 0."""
     mask = torch.zeros(24, 32, 32, dtype=torch.bool)
     mask[0, 0, 0] = True
     vol = mask[None, None].float()
@@ -305,7 +312,7 @@ def test_consistency_loss_by_hand_and_gradient():
     pl.grad = pat.grad = None
     prob = pl.softmax(-1).masked_fill(pad[..., None], 0)
     d = prob.max(1).values[:, 7:15]
-    (0.1 * 0.5 * ((d - pat.sigmoid()[:, 3:11]) ** 2).sum()).backward()  # reference D1 note
+    (0.1 * 0.5 * ((d - pat.sigmoid()[:, 3:11]) ** 2).sum()).backward()  # D1 note (book/design_decisions.md#dd-d1)
     torch.testing.assert_close(g1[0], pl.grad)
     torch.testing.assert_close(g1[1], pat.grad)
 

@@ -1,4 +1,7 @@
-"""Tests for plan_lite.model: output contract, switches, anchors, attention masks, D6, inference."""
+"""Tests for plan_lite.model: output contract, switches, anchors, attention masks, D6, inference.
+
+D1-D6 and "pitfall N": book/design_decisions.md#dd-d6, #dd-pitfalls.
+"""
 
 from __future__ import annotations
 

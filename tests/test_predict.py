@@ -1,4 +1,4 @@
-"""Prediction: geometry round trip, outputs, missing phases, real CT (plan_reference.md Sec. 3.2, 4.8)."""
+"""Prediction: geometry round trip, outputs, missing phases, real CT (book/design_decisions.md#dd-inference)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Synthetic liver CT generator (plan_lite.data.synthetic; synthetic_ct_facts.md §1-§5)."""
+"""Synthetic liver CT generator (plan_lite.data.synthetic; data_cards/synthetic_liver_ct.md, facts §1-§5)."""
 
 from __future__ import annotations
 

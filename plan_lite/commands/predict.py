@@ -1,5 +1,5 @@
 """``plan-lite predict CHECKPOINT INPUT... --out DIR [--split test] [--keep-outside-liver]``
-(paper Sec. 2.6 inference and Sec. 3; book page "Evaluation").
+(book/design_decisions.md#dd-inference; paper Sec. 3; book page "Evaluation").
 
 INPUT is one image file per phase (order = the model's ``cfg.data.phases``) or one MSD dataset folder. A folder
 holding one DICOM CT series (``plan_lite.data.dicom``; ``pip install "plan-lite[dicom]"``) stands for one

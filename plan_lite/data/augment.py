@@ -1,4 +1,4 @@
-"""Training augmentation: nnU-Net's default list for anisotropic data (plan_reference.md Sec. 6.4) with MONAI.
+"""Training augmentation: nnU-Net's default list for anisotropic data, with MONAI (book/design_decisions.md#dd-augmentation).
 
 Dicts ``{"image": (C, D, H, W) float32, "label": (1, D, H, W)}`` (numpy or torch). Order and probabilities follow
 nnU-Net v2 ``get_training_transforms`` (PLAN's v1 "moreDA" is equivalent):
@@ -48,7 +48,7 @@ ANISO_THRESHOLD = 3.0  # nnU-Net: dummy-2D augmentation when max(patch) / patch[
 
 
 def is_dummy_2d(patch_size) -> bool:
-    """nnU-Net's ``do_dummy_2d_data_aug`` for a (D, H, W) patch (plan_reference.md Sec. 6.4)."""
+    """nnU-Net's ``do_dummy_2d_data_aug`` for a (D, H, W) patch (book/design_decisions.md#dd-augmentation)."""
     return max(patch_size) / patch_size[0] > ANISO_THRESHOLD
 
 
@@ -133,7 +133,7 @@ class PerChannel(RandomizableTransform, MapTransform):
 
 
 def training_transforms(cfg) -> Compose:
-    """The augmentation pipeline for ``cfg.train.patch_size`` (plan_reference.md Sec. 6.4), seeded with
+    """The augmentation pipeline for ``cfg.train.patch_size`` (book/design_decisions.md#dd-augmentation), seeded with
     ``cfg.train.seed``; call ``.set_random_state(seed)`` again per worker / run for other streams."""
     patch = tuple(cfg.train.patch_size)
     d2 = is_dummy_2d(patch)

@@ -1,7 +1,8 @@
 """Markdown tables for the synthetic data card: ``python -m plan_lite.data.card DATASET [--json OUT]``.
 
 Declared values come from the generator's constants (``synthetic.TISSUE_HU``, ``synth_lesions.LESION_VARIANTS``);
-measured values from ``dataset_statistics`` on the written files (facts file §1 (meas) convention: eroded masks).
+measured values from ``dataset_statistics`` on the written files (eroded masks: the (meas) convention of the data
+card's "Fact topics").
 """
 
 from __future__ import annotations

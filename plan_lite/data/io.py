@@ -3,7 +3,7 @@
 Also reads MSD / nnU-Net v2 dataset folders (DESIGN.md "Data layout"): ``dataset.json`` + ``imagesTr`` (+
 ``labelsTr``) + optional ``imagesTs``, ``cases.csv`` and ``lesions.json``. Both the nnU-Net v2 naming
 (``{case}_{XXXX}.nii.gz``, ``channel_names``, labels ``{name: id}``) and the original Medical Segmentation Decathlon
-naming (``{case}.nii.gz``, ``modality``, labels ``{"id": name}``; synthetic_ct_facts.md Sec. 6) are understood.
+naming (``{case}.nii.gz``, ``modality``, labels ``{"id": name}``; data card ``data_cards/msd_task03.md``) are understood.
 """
 
 from __future__ import annotations

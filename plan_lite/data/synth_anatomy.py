@@ -3,8 +3,8 @@
 A subject is drawn once (``draw_anatomy``) as shapes in world mm, (z, y, x) = (superior, anterior, patient-right)
 (NIfTI RAS+ with a diagonal affine), centred on the liver region; ``rasterize_anatomy`` evaluates it on a grid of
 any spacing and shape. Nothing drawn depends on the grid, so one subject renders at 5 x 2.5 x 2.5 mm and at
-5 x 0.7 x 0.7 mm alike. Anatomy and hard-negative findings follow ``synthetic_ct_facts.md`` §1 (tissues) and §3
-(steatosis, cirrhosis: nodular surface, caudate hypertrophy, splenomegaly, ascites).
+5 x 0.7 x 0.7 mm alike. Anatomy and hard-negative findings follow facts §1 (tissues) and §3 of the data card
+``data_cards/synthetic_liver_ct.md`` (steatosis, cirrhosis: nodular surface, caudate hypertrophy, splenomegaly, ascites).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Synthetic liver lesions of the 8 PLAN types: sizes, counts, placement (mm) and per-phase HU patterns.
 
-Phase patterns and HU priors follow ``synthetic_ct_facts.md`` §2a/§2b; sizes and multiplicity follow §4
-(equivalent radius 1.4-96 mm, 4.27 lesions per tumour patient, type-dependent multiplicity). Each lesion's
-pattern (rim, texture, nodules, scar, calcifications) is zero-mean over its rasterised interior voxels (mask
-eroded by one in-plane voxel, the facts file's (meas) convention), so the lesion's interior mean HU per phase is
-exactly its drawn mean (``LESION_VARIANTS[...].hu`` + jitter) before noise and blur: the data
-card's per-type table and ``tests/test_synthetic.py`` check this on written images.
+Phase patterns and HU priors follow facts §2a/§2b of the data card ``data_cards/synthetic_liver_ct.md`` ("Fact
+topics"); sizes and multiplicity follow §4 (equivalent radius 1.4-96 mm, 4.27 lesions per tumour patient,
+type-dependent multiplicity). Each lesion's pattern (rim, texture, nodules, scar, calcifications) is zero-mean over
+its rasterised interior voxels (mask eroded by one in-plane voxel, the data card's (meas) convention), so the
+lesion's interior mean HU per phase is exactly its drawn mean (``LESION_VARIANTS[...].hu`` + jitter) before noise
+and blur: the data card's per-type table and ``tests/test_synthetic.py`` check this on written images.
 """
 
 from __future__ import annotations

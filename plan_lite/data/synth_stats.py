@@ -1,8 +1,9 @@
 """Measured distributions of a generated dataset (from the files on disk), for the data card and the tests.
 
-Means are taken as in ``synthetic_ct_facts.md`` (meas): masks eroded in-plane (organs by two voxels, away
-from the blurred organ/fat edge; lesions by one voxel), mean over voxels; organ HU over tumour + normal subjects (hard subjects carry steatosis etc., §3); lesion HU as the mean of
-per-lesion means over lesions with >= ``MIN_INTERIOR_VOXELS`` interior voxels. Size bins follow §4 (equivalent radius, mm).
+Means are taken as in the (meas) convention of ``data_cards/synthetic_liver_ct.md``: masks eroded in-plane (organs
+by two voxels, away from the blurred organ/fat edge; lesions by one voxel), mean over voxels; organ HU over tumour +
+normal subjects (hard subjects carry steatosis etc., §3); lesion HU as the mean of per-lesion means over lesions
+with >= ``MIN_INTERIOR_VOXELS`` interior voxels. Size bins follow §4 (equivalent radius, mm).
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
-"""Synthetic multi-phase (NC / LA / PV) liver CT with labelled organs and 8 lesion types (plan-lite data D3).
+"""Synthetic multi-phase (NC / LA / PV) liver CT with labelled organs and 8 lesion types.
+
+Label map: book/design_decisions.md#dd-d3.
 
 Subjects are drawn in millimetres (``synth_anatomy``: analytic shapes + smooth random deformation; ``synth_lesions``:
 lesion types, sizes, counts and phase patterns) and rasterised at any spacing/shape. Tissue HU per phase are the
-generator defaults of ``synthetic_ct_facts.md`` §1 (drawn per subject), lesion patterns §2, hard negatives §3,
+generator defaults of facts §1 (drawn per subject; "facts §N" and [Rn] are explained in the data card
+``data_cards/synthetic_liver_ct.md``), lesion patterns §2, hard negatives §3,
 sizes/counts §4, noise/artefacts §5. Output follows the MSD / nnU-Net v2 layout of DESIGN.md.
 
 Determinism: case ``i`` of ``generate_dataset(seed=s)`` uses ``SeedSequence([s, i])``, so a case never depends on

@@ -1,4 +1,4 @@
-"""Training, prediction and experiments (plan_reference.md Sec. 3.2, 4.7, 4.8).
+"""Training, prediction and experiments (book/design_decisions.md#dd-training, #dd-inference).
 
 Light package: import the submodules directly (``plan_lite.engine.train``, ``.predict``, ``.experiment``,
 ``.checkpoint``, ``.sampler``, ``.distributed``, ``.training_data``).

@@ -1,16 +1,16 @@
-"""Prediction: sliding window, lesion instances, patient scores, outputs in the input's grid (Sec. 3.2, 4.8).
+"""Prediction: sliding window, lesion instances, patient scores, outputs in the input's grid.
 
-Per case (paper Sec. 2.6; book page "Paper vs code"):
+Per case (book/design_decisions.md#dd-inference; book page "Paper vs code"):
 
 1. Preprocess with the checkpoint's ``Preprocessor`` statistics (orientation, spacing, normalisation; liver crop
    only when a liver mask is known: ``two_pass=True`` predicts once, then again on the crop around the predicted
    liver).
 2. MONAI ``sliding_window_inference`` (roi = patch size, overlap 0.5, Gaussian weighting). The window function
-   returns the 15 semantic probabilities (``semantic_inference`` of the lesion branch, Sec. 2.6; softmax of the
+   returns the 15 semantic probabilities (``semantic_inference`` of the lesion branch; softmax of the
    pixel logits for ``pixel_only`` or a stage-1 checkpoint), with ``cfg.infer.lesion_output="instance"`` the
    10 painted channels of Mask2Former's instance inference (``instance_inference``), **plus the 11 patient
    sigmoids broadcast as constant channels** over the window, so the patient outputs are stitched like
-   segmentation channels (Sec. 3.2).
+   segmentation channels.
 3. Labels: instance output (default) = lesions where the stitched instance coverage > 0.5, typed by the painted
    type probabilities, background and organs from the semantic map (``instance_labels``); semantic output =
    ``decide_labels`` (``"argmax"`` of the 15 classes or ``"merged"``). Lesion instances by
@@ -18,7 +18,8 @@ Per case (paper Sec. 2.6; book page "Paper vs code"):
    predicted liver unless ``keep_outside_liver``); voxels of dropped components get their best non-lesion class.
    Every setting defaults to the checkpoint's ``cfg.infer`` (what training validated with); arguments override.
 4. Patient score = mean of the stitched patient channels over voxels whose argmax is a lesion class, 0 if none
-   (Sec. 3.2). Without a patient branch: ``min(1, lesion volume of the group / 245 mm^3)`` (the soft-label rule).
+   (PLAN ``nnunet/inference/post_process.py``). Without a patient branch:
+   ``min(1, lesion volume of the group / 245 mm^3)`` (the soft-label rule).
 5. ``plan_lite.data.preprocess.invert`` maps labels (and the instance map) back to the input grid; the label NIfTI is written
    with **the input's affine and shape**; lesion geometry (volume, radius, centre in world mm via the affine,
    bounding box) is measured in that grid.
@@ -325,10 +326,11 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
 
     Every inference setting left at None comes from the checkpoint's ``cfg.infer`` (the settings training
     validated with). ``lesion_output``: ``"instance"`` (Mask2Former instance inference) or ``"semantic"``.
-    ``semantic`` picks the per-voxel class probabilities (``SEMANTIC_SOURCES``): ``"lesion"`` (default, the
-    paper's lesion-branch semantic map, Sec. 2.6), ``"pixel"`` (softmax of the pixel branch, the nnU-Net-like
-    output that the anchors are built from) or ``"fused"`` (their mean). Short CPU trainings (``tiny``, a few
-    hundred steps) reach a useful pixel branch long before the lesion branch's query masks are sharp.
+    ``semantic`` picks the per-voxel class probabilities (``SEMANTIC_SOURCES``): ``"lesion"`` (default, the paper's
+    lesion-branch semantic map, book/design_decisions.md#dd-inference), ``"pixel"`` (softmax of the pixel branch,
+    the nnU-Net-like output that the anchors are built from) or ``"fused"`` (their mean). Short CPU trainings
+    (``tiny``, a few hundred steps) reach a useful pixel branch long before the lesion branch's query masks are
+    sharp.
     ``lesion_decision`` (``"argmax"`` or ``"merged"``) turns probabilities into labels (``decide_labels``).
     ``split`` (MSD folder input): one split name or several, e.g. ``("val", "test")`` so that the evaluation can
     choose the patient threshold on ``val`` before it is applied to ``test``.

@@ -1,13 +1,13 @@
 """Training data: preprocessed case cache and the foreground-oversampling patch sampler.
 
-Follows plan_reference.md Sec. 4.7 (PLAN ``dataset_loading_v2.py``): every sample of a batch is, independently with
-probability ``cfg.train.fg_oversample`` (0.33), centred on a random lesion voxel of a random case **with lesions**
-(so the probability holds in cohorts with normal and hard-negative subjects; nnU-Net picks the case first and
-falls back to a random voxel when it has no foreground, which lowers the rate); otherwise centred on a random
-liver voxel (half of the time) or on a uniformly random voxel (the other half: the whole-volume sliding window at
-inference also sees non-liver context). Lesion components smaller than ``cfg.data.min_lesion_volume_mm3`` become the
-ignore label 100 (official code). Volumes smaller than the patch are padded as in nnU-Net (image 0 in normalised
-units, label 0).
+Follows book/design_decisions.md#dd-sampler (PLAN ``dataset_loading_v2.py``): every sample of a batch is,
+independently with probability ``cfg.train.fg_oversample`` (0.33), centred on a random lesion voxel of a random case
+**with lesions** (so the probability holds in cohorts with normal and hard-negative subjects; nnU-Net picks the case
+first and falls back to a random voxel when it has no foreground, which lowers the rate); otherwise centred on a
+random liver voxel (half of the time) or on a uniformly random voxel (the other half: the whole-volume sliding
+window at inference also sees non-liver context). Lesion components smaller than ``cfg.data.min_lesion_volume_mm3``
+become the ignore label 100 (official code). Volumes smaller than the patch are padded as in nnU-Net (image 0 in
+normalised units, label 0).
 
 All randomness comes from numpy ``Generator`` objects owned by the sampler (one for patch positions, one for
 augmentation seeds); their states go into every checkpoint, so a resumed run draws the same patches

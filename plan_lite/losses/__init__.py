@@ -1,5 +1,6 @@
 """PLAN losses (Eq. 1): pixel DC + CE, Hungarian-matched lesion-branch point losses with Sec. 2.2 FES,
-patient BCE and lesion-patient consistency (plan_reference.md Sec. 2.3, 2.4, 3.2, 4.4-4.7, 6.1)."""
+patient BCE and lesion-patient consistency (book/design_decisions.md#dd-training, #dd-matcher, #dd-lesion-loss, #dd-fes,
+#dd-consistency, #dd-dc-ce)."""
 
 from plan_lite.losses.criterion import PlanCriterion, consistency_loss, patient_targets, soft_patient_labels
 from plan_lite.losses.matcher import HungarianMatcher, hungarian_match

@@ -1,4 +1,4 @@
-"""PLAN training criterion, Eq. 1 (plan_reference.md Sec. 2.4, 3.2, 4.4-4.7, D1-D6).
+"""PLAN training criterion, Eq. 1 (book/design_decisions.md#dd-training, #dd-lesion-loss, #dd-consistency; D1-D6).
 
 L = 2 (CE_pix + Dice_pix) + sum over prediction sets (2 CE_cls + 5 BCE_pts + 5 Dice_pts) + 1 BCE_patient
   + 0.1 L_consist.
@@ -10,9 +10,11 @@ L = 2 (CE_pix + Dice_pix) + sum over prediction sets (2 CE_cls + 5 BCE_pts + 5 D
   divided by num_masks = targets in the batch, clamped >= 1 (D1). Points per pair: Sec. 2.2 FES (lesion
   targets; off for ``mask2former``) + importance + uniform (``point_sampling``), logits from the D6 rewrite.
 * Patient branch: BCE-with-logits vs ``targets["patient"]`` or the soft volume labels of the patch,
-  ``min(1, volume / patient_size_threshold_mm3)`` (Sec. 3.2; 245 mm^3 = the code's 100 voxels of 2.45 mm^3).
-* Consistency (Sec. 4.6): 0.1 x 1/2 x sum[(det - sg(cls))^2 + (sg(det) - cls)^2], det = max over non-padded
-  queries of the final set's 16-way softmax at lesion classes 7..14, cls = sigmoid(patient)[:, 3:11].
+  ``min(1, volume / patient_size_threshold_mm3)`` (book/design_decisions.md#dd-patient-branch; 245 mm^3 = the
+  code's 100 voxels of 2.45 mm^3).
+* Consistency (book/design_decisions.md#dd-consistency): 0.1 x 1/2 x sum[(det - sg(cls))^2 + (sg(det) - cls)^2],
+  det = max over non-padded queries of the final set's 16-way softmax at lesion classes 7..14,
+  cls = sigmoid(patient)[:, 3:11].
 
 Point and matcher maths run in fp32 with autocast off (D4). After a call, ``last_indices`` holds the matches
 (list over sets, final first; per image ``(query_idx, target_idx)``), ``last_targets`` the instance targets and,
@@ -39,16 +41,18 @@ from plan_lite.losses.targets import build_targets
 
 
 def dice_loss_points(logits: Tensor, labels: Tensor) -> Tensor:
-    """Per-pair point Dice loss (n,) = 1 - (2 sum(sig y) + 1) / (sum sig + sum y + 1) (Sec. 2.4)."""
+    """Per-pair point Dice loss (n,) = 1 - (2 sum(sig y) + 1) / (sum sig + sum y + 1)
+    (book/design_decisions.md#dd-lesion-loss)."""
     s = logits.sigmoid()
     return 1 - (2 * (s * labels).sum(-1) + 1) / (s.sum(-1) + labels.sum(-1) + 1)
 
 
 def consistency_loss(pred_logits: Tensor, patient_logits: Tensor, query_padding_mask: Tensor | None = None,
                      weight: float = 0.1, reduction: str = "sum") -> Tensor:
-    """Lesion-patient consistency, reference Sec. 4.6 (paper: L2, weight 0.1; code: this form).
+    """Lesion-patient consistency, book/design_decisions.md#dd-consistency (paper: L2, weight 0.1; code: this form).
 
-    Gradient-identical to weight x 1/2 x sum (det - cls)^2 (reference D1 note); the logged value is twice that.
+    Gradient-identical to weight x 1/2 x sum (det - cls)^2 (D1 note, book/design_decisions.md#dd-d1); the logged value
+    is twice that.
     """
     prob = pred_logits.float().softmax(-1)
     if query_padding_mask is not None:
@@ -61,7 +65,8 @@ def consistency_loss(pred_logits: Tensor, patient_logits: Tensor, query_padding_
 
 
 def soft_patient_labels(labels: Tensor, groups: str = "paper", size_threshold: float | None = 100.0) -> Tensor:
-    """(B, 11) patient labels of the patch label maps (B, D, H, W) (Sec. 3.2; ignore voxels not counted)."""
+    """(B, 11) patient labels of the patch label maps (B, D, H, W) (book/design_decisions.md#dd-patient-branch; ignore
+    voxels not counted)."""
     rows = []
     for lab in labels:
         lab = lab.reshape(-1)
@@ -71,7 +76,8 @@ def soft_patient_labels(labels: Tensor, groups: str = "paper", size_threshold: f
 
 
 def patient_targets(labels: Tensor, cfg) -> Tensor:
-    """(B, 11) patient targets of patch label maps (B, D, H, W) as the config asks (Sec. 3.2, Eq. 1 ``L_patient``).
+    """(B, 11) patient targets of patch label maps (B, D, H, W) as the config asks (Eq. 1 ``L_patient``;
+    book/design_decisions.md#dd-patient-branch).
 
     The one home of this rule: with ``loss.patient_soft_labels`` the official code's soft volume labels
     ``min(1, volume / patient_size_threshold_mm3)`` per group (the threshold converted to voxels at the training
@@ -109,7 +115,8 @@ class PlanCriterion(nn.Module):
 
     # -- lesion branch -----------------------------------------------------------------------------------
     def class_loss(self, logits: Tensor, indices, targets, padding: Tensor | None) -> Tensor:
-        """CE over all non-padded queries; unmatched -> no-object with weight ``no_object_weight`` (Sec. 2.4)."""
+        """CE over all non-padded queries; unmatched -> no-object with weight ``no_object_weight``
+        (book/design_decisions.md#dd-lesion-loss)."""
         bsz, nq, k1 = logits.shape
         n_cls = k1 - 1
         tgt = torch.full((bsz, nq), n_cls, dtype=torch.long, device=logits.device)
@@ -123,7 +130,8 @@ class PlanCriterion(nn.Module):
 
     def mask_losses(self, pred: dict, mask_features: Tensor | None, indices, targets, num_masks: float,
                     keep_points: bool = False) -> tuple[Tensor, Tensor]:
-        """Point BCE and Dice over matched pairs, each summed and divided by num_masks (Sec. 2.4, 4.5)."""
+        """Point BCE and Dice over matched pairs, each summed and divided by num_masks
+        (book/design_decisions.md#dd-lesion-loss, #dd-fes)."""
         lc = self.lc
         ref = pred["pred_logits"]
         bce_sum = ref.sum().float() * 0.0

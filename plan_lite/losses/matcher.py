@@ -1,4 +1,4 @@
-"""Hungarian matcher (plan_reference.md Sec. 2.3, D4, D5, D6; M2F ``matcher.py``, PLAN ``plan/matcher.py``).
+"""Hungarian matcher (book/design_decisions.md#dd-matcher; D4, D5, D6; M2F ``matcher.py``, PLAN ``plan/matcher.py``).
 
 Per image and per prediction set, under no_grad and in fp32 (autocast off):
 
@@ -78,7 +78,8 @@ def batch_bce_cost(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 class HungarianMatcher(nn.Module):
-    """Sec. 2.3 matcher with weights class 2 / mask 5 / dice 5 and K shared uniform points.
+    """Hungarian matcher with weights class 2 / mask 5 / dice 5 and K shared uniform points
+    (book/design_decisions.md#dd-matcher).
 
     ``fg_points`` > 0 (``cfg.loss.matcher_fg_points``, D5) adds that many FES points per lesion target to the
     shared points. ``last_costs`` keeps the (Q_valid, T) cost matrices of the last call (for tests/notebooks).

@@ -1,4 +1,4 @@
-"""Pixel-branch loss: nnU-Net DC_and_CE with an ignore label (plan_reference.md Sec. 4.2, 6.1; Eq. 1 "2 L_pixel").
+"""Pixel-branch loss: nnU-Net DC_and_CE with an ignore label (book/design_decisions.md#dd-dc-ce; Eq. 1 "2 L_pixel").
 
 A reproduction of nnU-Net v2 ``DC_and_CE_loss`` (``MemoryEfficientSoftDiceLoss`` + ``RobustCrossEntropyLoss``),
 not MONAI's ``DiceCELoss`` (MONAI has no ignore label). Details:

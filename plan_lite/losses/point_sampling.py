@@ -1,10 +1,10 @@
-"""3D point sampling for the lesion-branch losses (plan_reference.md Sec. 2.4, 4.5; Sec. 2.2 FES of the paper).
+"""3D point sampling for the lesion-branch losses (Sec. 2.2 FES of the paper; book/design_decisions.md#dd-fes).
 
 Coordinates are normalised to [0, 1] and ordered (z, y, x) everywhere in plan-lite; :func:`point_sample` flips
-them to the (x, y, z) order that ``grid_sample`` expects for 5-D input (reference Sec. 7 pitfall 5) and samples
-with ``align_corners=False``, so voxel i of an axis of size S sits at (i + 0.5) / S (reference D4).
+them to the (x, y, z) order that ``grid_sample`` expects for 5-D input (pitfall 5) and samples
+with ``align_corners=False``, so voxel i of an axis of size S sits at (i + 0.5) / S (D4).
 
-Point budget per matched (query, target) pair (reference Sec. 4.5), K points in this order:
+Point budget per matched (query, target) pair, K points in this order:
 1. FES: n random foreground voxels of the target (lesion targets only unless ``fes_fg_on_stuff``);
 2. importance: int(0.75 K) most uncertain (-|logit|) of int(3 K) uniform candidates
    (detectron2 ``get_uncertain_point_coords_with_randomness``);
@@ -50,7 +50,8 @@ def importance_points(logits: LogitSource, num_points: int, oversample_ratio: fl
                       importance_ratio: float = 0.75, *, num_boxes: int | None = None,
                       num_random: int | None = None, device=None,
                       generator: torch.Generator | None = None) -> Tensor:
-    """Uncertainty-based points, detectron2 ``get_uncertain_point_coords_with_randomness`` in 3D (Sec. 2.4).
+    """Uncertainty-based points, detectron2 ``get_uncertain_point_coords_with_randomness`` in 3D
+    (book/design_decisions.md#dd-fes).
 
     Draws int(oversample_ratio * num_points) uniform candidates, evaluates the logits there (``logits`` is a
     coarse logit volume (N, 1, D, H, W) / (N, D, H, W) or a callable ``coords (N, P, 3) -> (N, P)``), keeps the
@@ -82,8 +83,8 @@ def fes_points(target_mask: Tensor, n: int, norm: str = "center", generator: tor
                pad: str = "repeat") -> Tensor:
     """Sec. 2.2 FES: ``n`` random foreground voxels of ``target_mask`` (D, H, W) as (n, 3) coordinates (z, y, x).
 
-    ``norm="center"``: (i + 0.5) / S, the voxel centre under align_corners=False (reference D4, plan-lite);
-    ``norm="code"``: i / (S - 1) as the official code (up to half a voxel off, Sec. 4.5).
+    ``norm="center"``: (i + 0.5) / S, the voxel centre under align_corners=False (D4, plan-lite);
+    ``norm="code"``: i / (S - 1) as the official code (up to half a voxel off, pitfall 6).
     A target with fewer than n voxels is padded: ``pad="repeat"`` draws its voxels again (every point stays in
     the foreground, plan-lite default), ``pad="random"`` adds random voxels of the volume (official code).
     An empty target always gets random voxels.
@@ -115,7 +116,7 @@ def sample_points(logits: LogitSource, target_masks: Tensor | list[Tensor] | Non
                   importance_ratio: float = 0.75, norm: str = "center", pad: str = "repeat",
                   num_boxes: int | None = None, device=None,
                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Combined loss sampler per matched pair (reference Sec. 4.5): [FES] + importance + uniform = K points.
+    """Combined loss sampler per matched pair: [FES] + importance + uniform = K points (book/design_decisions.md#dd-fes).
 
     ``target_masks``: per pair (D, H, W) masks (stacked tensor or list); ``n_fg``: FES points per pair (0 for
     stuff targets unless ``fes_fg_on_stuff``; the criterion decides). Returns ``coords`` (N, K, 3) (z, y, x)

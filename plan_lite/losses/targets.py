@@ -1,4 +1,4 @@
-"""Lesion-branch targets from a label map (plan_reference.md D2, Sec. 2.5, 4.4; PLAN prepare_targets_mask2former).
+"""Lesion-branch targets from a label map (book/design_decisions.md#dd-d2; PLAN prepare_targets_mask2former).
 
 Per image: one semantic "stuff" target per non-lesion label 0-6 present (``cfg.model.lesion_stuff_targets``),
 then one "thing" target per lesion instance = 18-connected component of one lesion label 7-14 (cc3d).

@@ -1,4 +1,4 @@
-"""Lesion-level detection metrics (paper Table 2; plan_reference.md "evaluation protocol").
+"""Lesion-level detection metrics (paper Table 2; book/design_decisions.md#dd-evaluation, book page "Evaluation").
 
 Protocol (each choice is a keyword of :func:`lesion_metrics_case`, defaults in brackets):
 

@@ -1,7 +1,8 @@
 """The PLAN network (Fig. 1): backbone + FPN, pixel branch, anchor queries, lesion branch, patient branch.
 
 ``PLAN(cfg)(images, stage=2)`` returns the output dict of DESIGN.md. Mask logits are never formed at full
-resolution in the forward pass (D6); ``mask_logits(outputs)`` forms them on demand, chunked over queries.
+resolution in the forward pass (D6, book/design_decisions.md#dd-d6); ``mask_logits(outputs)`` forms them on demand,
+chunked over queries.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Anchor queries (Sec. 2.2; plan_reference.md §4.3 and decision D2; PLAN ``plan/anchor_matcher.py``).
+"""Anchor queries (Sec. 2.2; book/design_decisions.md#dd-anchor-queries, #dd-d2; PLAN ``plan/anchor_matcher.py``).
 
 Recomputed every forward pass (training and inference) under ``no_grad``, per image:
 
@@ -52,8 +52,9 @@ def _region_means(embedding: torch.Tensor, region_ids: torch.Tensor, n: int) -> 
 
 @torch.no_grad()
 def compute_anchors(pixel_logits: torch.Tensor, embedding: torch.Tensor, cfg) -> AnchorSet:
-    """Anchor vectors and regions from the pixel branch (§4.3). ``cfg``: the PlanConfig (its ``data.spacing``
-    turns the anchor size threshold from mm^3 into voxels)."""
+    """Anchor vectors and regions from the pixel branch (book/design_decisions.md#dd-anchor-queries).
+
+    ``cfg``: the PlanConfig (its ``data.spacing`` turns the anchor size threshold from mm^3 into voxels)."""
     m = cfg.model
     min_voxels = cfg.voxels(m.anchor_min_volume_mm3)
     probs = torch.softmax(pixel_logits.detach().float(), dim=1)

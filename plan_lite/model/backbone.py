@@ -1,10 +1,10 @@
-"""Backbone of Fig. 1: nnU-Net plain-conv encoder + FPN pixel decoder (plan_reference.md §4.1, §2.7, §6.2).
+"""Backbone of Fig. 1: nnU-Net plain-conv encoder + FPN pixel decoder (book/design_decisions.md#dd-backbone).
 
-Encoder (nnU-Net v1 ``Generic_UNet`` encoder, §6.2): one stage per entry of ``cfg.model.stage_widths``; each
+Encoder (nnU-Net v1 ``Generic_UNet`` encoder): one stage per entry of ``cfg.model.stage_widths``; each
 stage is ``convs_per_stage`` x [Conv3d(bias) -> InstanceNorm3d(eps 1e-5, affine) -> LeakyReLU(0.01)];
 downsampling is the stride of the stage's first conv (no pooling); padding = kernel // 2; He init a = 1e-2.
 
-FPN ("BasePixelDecoder", PLAN 3D version, §2.7): top-down from the coarsest stage. The coarsest level is a
+FPN ("BasePixelDecoder", PLAN 3D version): top-down from the coarsest stage. The coarsest level is a
 3x3x3 conv + IN + ReLU of the bottleneck; every finer level is a 1x1x1 lateral conv + IN of the encoder
 output plus the nearest-upsampled coarser output, then a 3x3x3 conv + IN + ReLU. Width M = hidden_dim, no
 conv bias, every level output kept. The finest output is the per-voxel embedding P ("mask features",
@@ -45,7 +45,9 @@ class ConvNormAct(nn.Sequential):
 
 
 class Encoder(nn.Module):
-    """nnU-Net plain-conv encoder (§4.1 table). ``forward`` returns the output of every stage, finest first."""
+    """nnU-Net plain-conv encoder (book/design_decisions.md#dd-backbone, stage table).
+
+    ``forward`` returns the output of every stage, finest first."""
 
     def __init__(self, in_channels, widths, strides, kernels, convs_per_stage=2):
         super().__init__()
@@ -67,7 +69,8 @@ class Encoder(nn.Module):
 
 
 class FPN(nn.Module):
-    """FPN pixel decoder (§2.7, PLAN ``mask2former/fpn.py``): one M-channel output per encoder stage."""
+    """FPN pixel decoder (PLAN ``mask2former/fpn.py``; book/design_decisions.md#dd-backbone): one M-channel output
+    per encoder stage."""
 
     def __init__(self, in_widths, dim):
         super().__init__()

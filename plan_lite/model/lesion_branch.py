@@ -1,6 +1,6 @@
 """Lesion branch (Sec. 2.2): 3D Mask2Former masked-attention decoder with anchor queries.
 
-plan_reference.md §2.1-2.2 and §4.4 (PLAN ``plan/my_transformer_decoder.py``):
+book/design_decisions.md#dd-lesion-branch (PLAN ``plan/my_transformer_decoder.py``):
 
 * query set = [Q learned ``query_feat``; this image's anchor vectors], padded to the batch maximum; a
   ``key_padding_mask`` hides the padding in self-attention (pitfall 9);
@@ -10,7 +10,7 @@ plan_reference.md §2.1-2.2 and §4.4 (PLAN ``plan/my_transformer_decoder.py``):
   the query positional embedding is used only with ``query_pos_embed`` (M2F baseline);
 * prediction heads (decoder LayerNorm -> class Linear(M -> 16), mask MLP 3 x M) after the initial queries
   and after every layer; mask logits = mask_embed . P (formed lazily, ``plan_lite.model.mask_logits``);
-* attention mask for the next layer (§2.2): mask logits at the next level's size, sigmoid < 0.5 = blocked,
+* attention mask for the next layer: mask logits at the next level's size, sigmoid < 0.5 = blocked,
   detached; fully blocked rows re-opened before every cross-attention (pitfall 1). With
   ``mask_logits_from_features`` (D6) the logits are mask_embed . (P trilinearly resized), an exact rewrite
   of resizing the full-resolution logits (trilinear interpolation is linear).
@@ -52,7 +52,7 @@ class _Residual(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Masked cross-attention -> self-attention -> FFN (§2.1)."""
+    """Masked cross-attention -> self-attention -> FFN (book/design_decisions.md#dd-lesion-branch)."""
 
     def __init__(self, dim, heads, ffn, dropout, pre_norm, fp32):
         super().__init__()
@@ -129,7 +129,8 @@ class LesionBranch(nn.Module):
         return self.class_embed(x), self.mask_embed(x)
 
     def attn_mask(self, mask_embed, mask_features, size, resized=None) -> torch.Tensor:
-        """Blocked positions (B * heads, Q, prod(size)) for a level of (D, H, W) ``size`` (§2.2):
+        """Blocked positions (B * heads, Q, prod(size)) for a level of (D, H, W) ``size``
+        (book/design_decisions.md#dd-lesion-branch):
         sigmoid(logit) < 0.5, repeated per head (batch-major, as nn.MultiheadAttention expects)."""
         logits = level_mask_logits(mask_embed, mask_features, size, self.mask_from_features, resized)
         return (logits.sigmoid() < 0.5).repeat_interleave(self.num_heads, dim=0)

@@ -1,6 +1,8 @@
-"""Patient branch (Sec. 2.3): dual-path memory transformer (plan_reference.md §3.2, PLAN ``plan/cls_head.py``).
+"""Patient branch (Sec. 2.3): dual-path memory transformer (PLAN ``plan/cls_head.py``).
 
-A pre-LN, ViT-style simplification of MaX-DeepLab's dual-path layer (§3.1): a learned memory
+book/design_decisions.md#dd-patient-branch.
+
+A pre-LN, ViT-style simplification of MaX-DeepLab's dual-path layer: a learned memory
 (``patient_memory_tokens`` x ``patient_dim``, N(0, 1)) reads one pixel source per block. Sources are
 ``cfg.model.patient_sources``: ``("enc", s)`` = encoder output of stage s, ``("fpn", s)`` = FPN output at stage
 s. Tokenisation: Conv3d patch embedding with kernel = stride = feature size / ``patient_token_grid`` ->

@@ -1,4 +1,4 @@
-"""Pixel branch (Sec. 2.1; plan_reference.md §4.1-4.2, PLAN ``plan/seg_head.py``).
+"""Pixel branch (Sec. 2.1; book/design_decisions.md#dd-pixel-branch, PLAN ``plan/seg_head.py``).
 
 Input: the per-voxel embedding P (finest FPN output, M channels, full resolution). One more 3x3x3 conv
 (the official FPN's ``mask_features`` conv, M channels, with bias, no norm) followed by a 1x1x1 conv to the

@@ -2,9 +2,9 @@
 
 images -> backbone (encoder + FPN) -> embedding P (finest FPN output)
   -> pixel branch: 3x3x3 conv + 1x1x1 conv -> 15-class pixel logits (Sec. 2.1)
-  -> anchor queries from the pixel prediction (Sec. 2.2, §4.3)
-  -> lesion branch: Mask2Former decoder over [learned; anchor] queries (Sec. 2.2, §4.4)
-  -> patient branch: dual-path memory transformer over encoder/FPN features (Sec. 2.3, §3.2)
+  -> anchor queries from the pixel prediction (Sec. 2.2; book/design_decisions.md#dd-anchor-queries)
+  -> lesion branch: Mask2Former decoder over [learned; anchor] queries (Sec. 2.2; book/design_decisions.md#dd-lesion-branch)
+  -> patient branch: dual-path memory transformer over encoder/FPN features (Sec. 2.3; book/design_decisions.md#dd-patient-branch)
 
 Baselines are plain switches (``config.VARIANTS``): ``lesion_branch`` off (pixel_only: backbone + pixel branch),
 ``anchor_queries`` off (no_anchor; with ``patient_branch`` and FES off and query positions on: mask2former).
@@ -63,7 +63,7 @@ class PLAN(nn.Module):
             raise PlanLiteError(f"model: input size {tuple(images.shape[2:])} is not divisible by the total "
                                 f"stride {self.total_stride}")
         feats = self.backbone(images)
-        embedding = feats["fpn"][0]  # P: finest FPN output, full resolution (§4.1)
+        embedding = feats["fpn"][0]  # P: finest FPN output, full resolution (book/design_decisions.md#dd-backbone)
         out = {"pixel_logits": self.pixel(embedding), "mask_features": embedding}
         if stage == 1 or self.lesion is None:
             return out

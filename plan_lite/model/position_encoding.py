@@ -1,4 +1,4 @@
-"""3D sine positional encoding of the lesion-branch levels (plan_reference.md §2.1, §4.4).
+"""3D sine positional encoding of the lesion-branch levels (book/design_decisions.md#dd-lesion-branch).
 
 PLAN variant of DETR's ``PositionEmbeddingSine`` (PLAN ``mask2former/position_encoding.py``): of the M
 channels, x and y get ceil(ceil(M / 3) / 2) * 2 each and z the rest (M = 64: x 22, y 22, z 20). Per axis

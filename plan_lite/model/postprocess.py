@@ -7,14 +7,14 @@ binary mask); queries whose lesion probability beats every other class and whose
 largest score x mask probability. The painted maps (type probabilities, score, coverage) are what the sliding
 window stitches; each connected painted region is then one lesion with the type and score of its queries.
 
-``semantic_inference`` (PLAN ``plan/det_head.py``, Sec. 2.6): per voxel, sum over the real (non-padded) queries
-of softmax(class)[:C] (no-object dropped) x sigmoid(mask logit), renormalised to sum 1 (PLAN's addition to
-Mask2Former). Chunked over queries: full-resolution mask logits are never held for all queries at once (D6).
-Without a lesion branch (``pixel_only`` or stage-1 outputs) it is softmax(pixel_logits). A C + 1 head
+``semantic_inference`` (PLAN ``plan/det_head.py``; book/design_decisions.md#dd-inference): per voxel, sum over the
+real (non-padded) queries of softmax(class)[:C] (no-object dropped) x sigmoid(mask logit), renormalised to sum 1
+(PLAN's addition to Mask2Former). Chunked over queries: full-resolution mask logits are never held for all queries
+at once (D6). Without a lesion branch (``pixel_only`` or stage-1 outputs) it is softmax(pixel_logits). A C + 1 head
 (``lesion_stuff_targets=False``) classifies lesions only: background and organs come from the pixel branch.
 
-``extract_lesions`` (Sec. 3.2, PLAN ``nnunet/inference/post_process.py``): 26-connected components of
-lesion-labelled voxels, drop < 25 mm^3, drop components whose centroid is > 3 mm from the liver (the
+``extract_lesions`` (book/design_decisions.md#dd-inference, PLAN ``nnunet/inference/post_process.py``): 26-connected
+components of lesion-labelled voxels, drop < 25 mm^3, drop components whose centroid is > 3 mm from the liver (the
 connected liver + lesion region that contains liver voxels), one record per kept lesion.
 """
 

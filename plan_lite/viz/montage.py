@@ -1,7 +1,7 @@
 """Static slice montages of multi-phase CT with label and prediction overlays (matplotlib, Agg-safe).
 
 Arrays are (z, y, x) = (D, H, W), images channel-first (C, D, H, W) in HU. Colours are keyed to
-``plan_lite.labels.LABEL_NAMES`` (plan_reference.md D3), so every figure of the package uses the same colour
+``plan_lite.labels.LABEL_NAMES`` (book/design_decisions.md#dd-d3), so every figure of the package uses the same colour
 for the same class. Ground truth is drawn as solid contours, predictions as translucent fills.
 """
 

@@ -210,9 +210,10 @@ def plot_points(image2d: np.ndarray, points: np.ndarray, mask: np.ndarray | None
                 ax: Any = None) -> Figure:
     """Sampled points (FES lesson, Sec. 2.2) over one CT slice and the lesion mask.
 
-    ``points``: (N, 3) (z, y, x) in [0, 1] normalised coordinates, with voxel i at (i + 0.5) / S (plan_reference
-    D4). With ``z_index`` and ``depth`` only the points whose z falls in that slice are drawn. ``kinds``: one tag
-    per point (e.g. ``"uniform"``, ``"importance"``, ``"fes"``); each kind gets its colour and legend entry.
+    ``points``: (N, 3) (z, y, x) in [0, 1] normalised coordinates, with voxel i at (i + 0.5) / S (D4,
+    book/design_decisions.md#dd-d4). With ``z_index`` and ``depth`` only the points whose z falls in that slice are
+    drawn. ``kinds``: one tag per point (e.g. ``"uniform"``, ``"importance"``, ``"fes"``); each kind gets its colour
+    and legend entry.
     """
     img = np.asarray(image2d)
     pts = np.asarray(points, dtype=float).reshape(-1, 3)

@@ -1,6 +1,6 @@
 """Interactive slice browser for a live Jupyter kernel (ipywidgets + matplotlib rendered to PNG).
 
-Widgets stay blank in the static book (notebook_stack.md Sec. 1.3), so callers always show a
+Widgets stay blank in the static book (book/design_decisions.md#dd-stack), so callers always show a
 :func:`plan_lite.viz.montage` next to it. The frame is drawn with matplotlib's Agg canvas into an
 ``ipywidgets.Image``; no ipympl and no pyplot state are needed, and every callback also works without a frontend
 (tests drive the widgets directly).
