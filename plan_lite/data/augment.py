@@ -1,21 +1,21 @@
 """Training augmentation: nnU-Net's default list for anisotropic data, with MONAI (book/design_decisions.md#dd-augmentation).
 
 Dicts ``{"image": (C, D, H, W) float32, "label": (1, D, H, W)}`` (numpy or torch). Order and probabilities follow
-nnU-Net v2 ``get_training_transforms`` (PLAN's v1 "moreDA" is equivalent):
+nnU-Net v2 ``get_training_transforms`` (PLAN's v1 "moreDA" is equivalent)::
 
-| transform | p | parameters | here |
-|---|---|---|---|
-| rotation | 0.2 | +-180 deg in-plane when dummy-2D (max(patch) / patch[0] > 3), else +-30 deg per axis | ``RandRotateScaled`` |
-| scaling | 0.2 | (0.7, 1.4), one factor (in-plane only when dummy-2D) | ``RandRotateScaled`` |
-| elastic | 0.2 if ``cfg.train.elastic`` | sigma (9, 13), magnitude (0, 200) voxels (3D field) | ``Rand3DElasticd`` |
-| Gaussian noise | 0.1 | std sampled in (0, 0.1) | ``RandGaussianNoised`` |
-| Gaussian blur | 0.2 | sigma (0.5, 1) per axis, per channel p 0.5 | ``PerChannel(RandGaussianSmooth)`` |
-| brightness | 0.15 | x (0.75, 1.25) per channel | ``RandScaleIntensityd`` |
-| contrast | 0.15 | (0.75, 1.25) around the channel mean, range preserved | ``RandScaleIntensityFixedMeand`` |
-| low resolution | 0.25 | zoom (0.5, 1), per channel p 0.5, per slice (z kept) when dummy-2D | ``PerChannel(RandSimulateLowResolution)`` |
-| inverted gamma | 0.1 | (0.7, 1.5), stats retained, per channel | ``PerChannel(RandAdjustContrast)`` |
-| gamma | 0.3 | (0.7, 1.5), stats retained, per channel | ``PerChannel(RandAdjustContrast)`` |
-| mirror | 0.5 per axis | z, y, x independently | ``RandFlipd`` |
+    | transform | p | parameters | here |
+    |---|---|---|---|
+    | rotation | 0.2 | +-180 deg in-plane when dummy-2D (max(patch) / patch[0] > 3), else +-30 deg per axis | ``RandRotateScaled`` |
+    | scaling | 0.2 | (0.7, 1.4), one factor (in-plane only when dummy-2D) | ``RandRotateScaled`` |
+    | elastic | 0.2 if ``cfg.train.elastic`` | sigma (9, 13), magnitude (0, 200) voxels (3D field) | ``Rand3DElasticd`` |
+    | Gaussian noise | 0.1 | std sampled in (0, 0.1) | ``RandGaussianNoised`` |
+    | Gaussian blur | 0.2 | sigma (0.5, 1) per axis, per channel p 0.5 | ``PerChannel(RandGaussianSmooth)`` |
+    | brightness | 0.15 | x (0.75, 1.25) per channel | ``RandScaleIntensityd`` |
+    | contrast | 0.15 | (0.75, 1.25) around the channel mean, range preserved | ``RandScaleIntensityFixedMeand`` |
+    | low resolution | 0.25 | zoom (0.5, 1), per channel p 0.5, per slice (z kept) when dummy-2D | ``PerChannel(RandSimulateLowResolution)`` |
+    | inverted gamma | 0.1 | (0.7, 1.5), stats retained, per channel | ``PerChannel(RandAdjustContrast)`` |
+    | gamma | 0.3 | (0.7, 1.5), stats retained, per channel | ``PerChannel(RandAdjustContrast)`` |
+    | mirror | 0.5 per axis | z, y, x independently | ``RandFlipd`` |
 
 Spatial transforms act on all channels and the label together (label with nearest), so phases stay aligned;
 out-of-patch voxels are 0. Output shapes equal input shapes. Output: ``image`` float32 tensor, ``label`` int64

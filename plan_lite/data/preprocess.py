@@ -1,6 +1,7 @@
 """Preprocessing as in the paper (Sec. 3: nnU-Net pipeline, 0.7 x 0.7 x 5 mm) with MONAI transforms.
 
 Steps (``Preprocessor.__call__``):
+
 1. orientation to RAS (``Orientationd``);
 2. nnU-Net CT normalisation per channel: clip to the foreground 0.5 / 99.5 percentiles, z-score with the
    foreground mean / std (``fit`` computes them inside label > 0 over the training cases, 10,000 sampled voxels

@@ -126,7 +126,7 @@ class PatchSampler:
         return case.image[(slice(None), *sl)], case.label[sl]
 
     def sample(self) -> tuple[np.ndarray, np.ndarray]:
-        """A batch: images (B, C, *patch) float32 and labels (B, *patch) int64 (augmented when transforms given)."""
+        """A batch: images ``(B, C, *patch)`` float32 and labels ``(B, *patch)`` int64 (augmented when transforms given)."""
         imgs, labs = [], []
         for _ in range(self.batch_size):
             force_fg = bool(self.rng.random() < self.fg)

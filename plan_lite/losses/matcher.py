@@ -9,6 +9,7 @@ Per image and per prediction set, under no_grad and in fp32 (autocast off):
 * C = w_class * (-softmax(logits)[label]) + w_mask * pairwise BCE (mean over points)
   + w_dice * (1 - (2 sum(sig y) + 1) / (sum sig + sum y + 1));
 * NaN -> 0, clamp +-1e10 (D4, pitfall 3), then ``scipy.optimize.linear_sum_assignment``.
+
 Padded queries (``query_padding_mask`` True) never take part; returned query indices are in the padded range.
 """
 

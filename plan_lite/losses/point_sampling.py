@@ -5,8 +5,9 @@ them to the (x, y, z) order that ``grid_sample`` expects for 5-D input (pitfall 
 with ``align_corners=False``, so voxel i of an axis of size S sits at (i + 0.5) / S (D4).
 
 Point budget per matched (query, target) pair, K points in this order:
+
 1. FES: n random foreground voxels of the target (lesion targets only unless ``fes_fg_on_stuff``);
-2. importance: int(0.75 K) most uncertain (-|logit|) of int(3 K) uniform candidates
+2. importance: int(0.75 K) most uncertain (``-|logit|``) of int(3 K) uniform candidates
    (detectron2 ``get_uncertain_point_coords_with_randomness``);
 3. the rest fresh uniform points.
 """
@@ -55,7 +56,7 @@ def importance_points(logits: LogitSource, num_points: int, oversample_ratio: fl
 
     Draws int(oversample_ratio * num_points) uniform candidates, evaluates the logits there (``logits`` is a
     coarse logit volume (N, 1, D, H, W) / (N, D, H, W) or a callable ``coords (N, P, 3) -> (N, P)``), keeps the
-    int(importance_ratio * num_points) with the largest uncertainty -|logit| and appends ``num_random`` (default
+    int(importance_ratio * num_points) with the largest uncertainty ``-|logit|`` and appends ``num_random`` (default
     the rest of ``num_points``) fresh uniform points. Returns (N, n_uncertain + n_random, 3), (z, y, x).
     """
     if isinstance(logits, Tensor):

@@ -109,7 +109,7 @@ def evaluate_folders(gt_dir, pred_dir, cases_csv=None, splits=("test",), score_s
                      radius_bins=DEFAULT_RADIUS_BINS, return_curves: bool = False) -> dict:
     """metrics.json content for a prediction folder (see the module docstring). ``splits=None``: every row.
 
-    ``return_curves`` adds ``"_roc"`` (ROC curves of the evaluated split, for :func:`plan_lite.viz.plot_roc`).
+    ``return_curves`` adds ``"_roc"`` (ROC curves of the evaluated split, for :func:`plan_lite.viz.plots.plot_roc`).
     """
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     if score_source not in ("patient", "volume"):

@@ -1,5 +1,5 @@
 """Markdown tables shaped like the paper's Table 1 (patient-level screening) and Table 2 (lesion level).
-ROC curves are drawn by :func:`plan_lite.viz.plot_roc`."""
+ROC curves are drawn by :func:`plan_lite.viz.plots.plot_roc`."""
 
 from __future__ import annotations
 
