@@ -84,12 +84,10 @@ def write_series(folder: Path, stored: np.ndarray, *, orientation=OBLIQUE, pixel
 
 
 def _save(ds: Dataset, path: Path) -> None:
-    if int(pydicom.__version__.split(".")[0]) >= 3:
-        pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
-    else:  # pydicom 2.4
-        ds.is_little_endian, ds.is_implicit_VR = True, False
-        ds.preamble = b"\0" * 128
-        ds.save_as(str(path), write_like_original=False)
+    """File I/O only (preamble, file meta): the library's; the geometry above is this test's own."""
+    from plan_lite.data.dicom import _save_dataset
+
+    _save_dataset(pydicom, ds, path)
 
 
 def expected_ras_affine(tags: dict) -> np.ndarray:
