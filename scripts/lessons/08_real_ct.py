@@ -33,7 +33,7 @@
 # | DICOM series | Helpful | one file per slice, geometry in the headers |
 #
 # - **Time to learn**: 30 minutes.
-# - **System requirements**: CPU; about 2-3 minutes on 2 cores with the defaults (sliding windows of the training
+# - **System requirements**: CPU; about 3-5 minutes on 2 cores with the defaults (sliding windows of the training
 #   patch over a whole scan: about 270 windows).
 #
 # ---
