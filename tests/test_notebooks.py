@@ -34,7 +34,7 @@ SMOKE: dict[str, dict] = {
                       "n_worst": 1},
     "07_experiments": {"variants": ["plan", "pixel_only"], "max_steps": 2, "patch_size": [8, 48, 48],
                        "sweep_fes_points": [1]},
-    "08_real_ct": {"n_cases": 2, "overlap": 0.0},
+    "08_real_ct": {"overlap": 0.0},
 }
 
 
