@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 pydicom = pytest.importorskip("pydicom")  # pinned in requirements-lock.txt: CI runs these tests
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.dataset import Dataset  # noqa: E402
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid  # noqa: E402
 
-from plan_lite.data.dicom import is_dicom_folder, read_dicom_series  # noqa: E402
+from plan_lite.data.dicom import is_dicom_folder, new_ct_slice, read_dicom_series  # noqa: E402
 from plan_lite.data.io import Case, load_images, read_image  # noqa: E402
 from plan_lite.errors import PlanLiteError  # noqa: E402
 
@@ -53,14 +53,7 @@ def write_series(folder: Path, stored: np.ndarray, *, orientation=OBLIQUE, pixel
     random.Random(seed).shuffle(order)
     positions = [np.asarray(origin, float) + k * step * normal for k in range(n)]
     for file_no, k in enumerate(order):
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds = Dataset()
-        ds.file_meta = meta
-        ds.SOPClassUID = CT_IMAGE_STORAGE
-        ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+        ds = new_ct_slice(pydicom)  # file meta and SOP UIDs only; the geometry below is this test's own
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
         ds.Modality = modality

@@ -267,6 +267,23 @@ def _save_dataset(pydicom, ds, path: Path) -> None:
         ds.save_as(str(path), write_like_original=False)
 
 
+def new_ct_slice(pydicom) -> object:
+    """An empty CT Image Storage dataset with its file meta (explicit VR little endian) and a fresh SOP Instance
+    UID (SOP Common Module, PS3.3 C.12.1); geometry and pixels are the caller's."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = CT_IMAGE_STORAGE
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    return ds
+
+
 def write_dicom_series(hu_zyx: np.ndarray, affine: np.ndarray, folder: str | os.PathLike, *,
                        series_description: str = "plan-lite export", patient_id: str = "ANON",
                        rescale_intercept: float = -1024.0, rescale_slope: float = 1.0,
@@ -304,8 +321,7 @@ def write_dicom_series(hu_zyx: np.ndarray, affine: np.ndarray, folder: str | os.
         raise PlanLiteError(f"{folder}: exists and is not empty; pass overwrite=True to replace it")
     try:
         import pydicom
-        from pydicom.dataset import Dataset, FileMetaDataset
-        from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+        from pydicom.uid import generate_uid
     except ImportError:
         raise PlanLiteError(f'{folder}: writing a DICOM series needs pydicom: pip install "plan-lite[dicom]"') from None
 
@@ -356,16 +372,8 @@ def write_dicom_series(hu_zyx: np.ndarray, affine: np.ndarray, folder: str | os.
     with atomic_dir(folder, overwrite=True) as tmp:  # refusal handled above, with a message for the API
         for k in range(n):
             ipp = lps[:3, 3] + k * lps[:3, 2]
-            meta = FileMetaDataset()
-            meta.MediaStorageSOPClassUID = CT_IMAGE_STORAGE
-            meta.MediaStorageSOPInstanceUID = generate_uid()
-            meta.TransferSyntaxUID = ExplicitVRLittleEndian
-            ds = Dataset()
-            ds.file_meta = meta
-            # SOP Common (C.12.1)
+            ds = new_ct_slice(pydicom)
             ds.SpecificCharacterSet = "ISO_IR 192"  # UTF-8
-            ds.SOPClassUID = CT_IMAGE_STORAGE
-            ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
             # Patient (C.7.1.1) and General Study (C.7.2.1): placeholders, type 2 attributes empty
             ds.PatientName = patient_id
             ds.PatientID = patient_id

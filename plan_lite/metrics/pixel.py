@@ -18,12 +18,17 @@ def dice_from_counts(inter: int, n_gt: int, n_pred: int) -> float:
     return 1.0 if denom == 0 else 2.0 * inter / denom
 
 
-def pixel_dice(gt: np.ndarray, pred: np.ndarray) -> float:
-    """Binary tumour Dice of two (D, H, W) label maps (1.0 when both have no tumour)."""
-    g, p = tumor_mask(np.asarray(gt)), tumor_mask(np.asarray(pred))
+def mask_dice(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Dice of two binary masks of one shape (1.0 when both are empty)."""
+    g, p = np.asarray(gt, dtype=bool), np.asarray(pred, dtype=bool)
     if g.shape != p.shape:
         raise ValueError(f"shape mismatch: {g.shape} vs {p.shape}")
     return dice_from_counts(int(np.count_nonzero(g & p)), int(np.count_nonzero(g)), int(np.count_nonzero(p)))
+
+
+def pixel_dice(gt: np.ndarray, pred: np.ndarray) -> float:
+    """Binary tumour Dice of two (D, H, W) label maps (1.0 when both have no tumour)."""
+    return mask_dice(tumor_mask(np.asarray(gt)), tumor_mask(np.asarray(pred)))
 
 
 def summarize_pixel(per_case: list[dict]) -> dict:

@@ -58,7 +58,7 @@ from plan_lite.data.io import read_image, write_image, write_label
 from plan_lite.engine.predict import predict
 from plan_lite.labels import LABEL_NAMES, LESION_LABELS, LIVER_LABEL
 from plan_lite.lessons import check_common, ensure_dataset, need, show
-from plan_lite.metrics.pixel import dice_from_counts
+from plan_lite.metrics.pixel import mask_dice as dice
 from plan_lite.sample_data import TOTALSEG_TO_PLAN, real_ct
 from plan_lite.utils import atomic_write_json
 from plan_lite.viz import lesion_browser, montage
@@ -188,11 +188,6 @@ metrics.update(predict_seconds=predict_s, fp_lesions=len(lesions), p_any_tumor=p
 # $\mathrm{Dice} = 2|P \cap R| / (|P| + |R|)$: 1 for a perfect overlap, 0 for none.
 
 # %%
-def dice(a, b):
-    a, b = np.asarray(a, bool), np.asarray(b, bool)
-    return dice_from_counts(int((a & b).sum()), int(a.sum()), int(b.sum()))
-
-
 def liver_of(label):
     return (label == LIVER_LABEL) | np.isin(label, LESION_LABELS)
 
