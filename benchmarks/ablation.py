@@ -1,16 +1,16 @@
-"""Table-4-style ablation (paper Sec. 3, Table 4) on a dataset: a thin wrapper around
+"""Table-4 ablation over seeds (paper Sec. 3, Table 4): a thin wrapper around
 ``plan_lite.engine.experiment.run_experiment`` (``plan-lite experiment``) that adds a ``provenance`` block to
-``OUT/ablation.json`` (command, date, machine, torch version, git commit, wall seconds).
+``OUT/ablation.json`` (command, date, machine, torch version, git commit, wall and total CPU seconds).
 
-    python benchmarks/ablation.py DATA --out runs/ablation --preset tiny --max-steps 600
+The committed result ``benchmarks/results/ablation_nc_cpu.json`` / ``.md`` (lesson 7) is this command on the
+default synthetic cohort (``plan-lite synth DATA --cases 240 --seed 0 --spacing 5 4 4 --shape 24 96 96``), the
+non-contrast preset and lesson 5's CPU recipe, three seeds, two runs at a time with one torch thread each::
 
-The committed reference run ``benchmarks/results/ablation_tiny_cpu.json`` (shown in lesson 7) is this script's
-``ablation.json`` for the easy cohort (``make data``: ``data/synthetic_easy``) with ``plan_lite.config.CPU_RECIPE``:
+    python benchmarks/ablation.py DATA --out runs/ablation_nc --preset tiny_nc --cpu-recipe --max-steps 1500 \\
+        --seeds 0 1 2 --jobs 2 --threads 1 --no-validate
 
-    OMP_NUM_THREADS=1 python benchmarks/ablation.py data/synthetic_easy --out runs/ablation --preset tiny \\
-        --max-steps 600 --no-validate --no-progress --lesion-decision merged --set spacing=5,4,4 \\
-        --set patch_size=8,48,48 --set fg_oversample=1.0 --set augment=false --set lr=0.01 \\
-        --set stage1_epochs=4 --set stage2_epochs=1 --set patient_start_epoch=0 --set min_lesion_voxels=3
+Finished runs are kept (``OUT/{variant}/seed{s}/result.json``): the same command resumes, and more ``--seeds``
+add runs.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from plan_lite.cli import main
 
 
-def provenance(argv: list[str], seconds: float) -> dict:
+def provenance(argv: list[str], seconds: float, cpu_seconds: float) -> dict:
     import torch
 
     root = Path(__file__).resolve().parents[1]
@@ -34,8 +34,8 @@ def provenance(argv: list[str], seconds: float) -> dict:
     return {"command": "python benchmarks/ablation.py " + " ".join(argv),
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}",
-            "threads": os.environ.get("OMP_NUM_THREADS", "default"), "torch": torch.__version__,
-            "git_commit": commit.stdout.strip() or "unknown", "wall_seconds": round(seconds, 1)}
+            "torch": torch.__version__, "git_commit": commit.stdout.strip() or "unknown",
+            "wall_seconds_this_call": round(seconds, 1), "cpu_seconds_all_runs": round(cpu_seconds, 1)}
 
 
 if __name__ == "__main__":
@@ -45,7 +45,7 @@ if __name__ == "__main__":
     if code == 0 and "--out" in argv:
         path = Path(argv[argv.index("--out") + 1]) / "ablation.json"
         report = json.loads(path.read_text())
-        report["provenance"] = provenance(argv, time.time() - t0)
+        report["provenance"] = provenance(argv, time.time() - t0, report.get("cpu_seconds", 0.0))
         from plan_lite.utils import atomic_write_json
 
         atomic_write_json(path, report)

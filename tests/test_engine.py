@@ -214,11 +214,13 @@ def test_experiment_table(small_ds, tmp_path):
     over = {"patch_size": PATCH, "batch_size": 1, "augment": False}
     rep = run_experiment(small_ds, tmp_path, variants=("plan", "pixel_only"), max_steps=2, overrides=over,
                          progress=False)
-    assert set(rep["results"]) == {"plan", "pixel_only"}
-    assert rep["results"]["pixel_only"]["score_source"] == "volume"
+    runs = {r["variant"]: r for r in rep["runs"]}
+    assert set(runs) == {"plan", "pixel_only"}
+    assert runs["pixel_only"]["score_source"] == "volume"
     md = (tmp_path / "ablation.md").read_text()
-    assert "| plan |" in md and "| pixel_only |" in md and "recall" in md
-    assert (tmp_path / "ablation.json").is_file() and (tmp_path / "plan" / "pred" / "case_0002.nii.gz").is_file()
+    assert "| plan | 1 |" in md and "| pixel_only | 1 |" in md and "recall" in md
+    assert (tmp_path / "ablation.json").is_file()
+    assert (tmp_path / "plan" / "seed0" / "pred" / "case_0002.nii.gz").is_file()
 
 
 def test_experiment_chooses_the_patient_threshold_on_val(tmp_path):
@@ -230,9 +232,9 @@ def test_experiment_chooses_the_patient_threshold_on_val(tmp_path):
     over = {"patch_size": PATCH, "batch_size": 1, "augment": False}
     rep = run_experiment(ds, tmp_path / "exp", variants=("plan", "pixel_only"), max_steps=2, overrides=over,
                          progress=False, validate=False)
-    for v in ("plan", "pixel_only"):
-        assert rep["results"][v]["threshold_source"].startswith("Youden's J on val (n=2)"), rep["results"][v]
-        assert (tmp_path / "exp" / v / "pred" / "case_0001.nii.gz").is_file()  # a val case was predicted
+    for r in rep["runs"]:
+        assert r["threshold_source"].startswith("Youden's J on val (n=2)"), r
+        assert (tmp_path / "exp" / r["variant"] / "seed0" / "pred" / "case_0001.nii.gz").is_file()  # a val case
 
 
 def test_best_checkpoint_comes_from_the_final_stage(small_ds, tmp_path, monkeypatch):

@@ -232,6 +232,7 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
                            "grad_norm": float(grad_norm), **terms, "time": round(time.time() - t_start, 3),
                            "cpu": round(time.process_time() - cpu_start, 3)}
                     if step % log_every == 0 or step == sched.total:
+                        rec.update(_diagnostics(criterion, outputs))
                         log.write(json.dumps(rec) + "\n")
                         log.flush()
                     if bar is not None:
@@ -326,6 +327,21 @@ def _validate(model, cfg, stats, dataset_dir, val_ids, out, step, stage) -> floa
     with open(out / "val.jsonl", "a") as f:
         f.write(json.dumps(rec) + "\n")
     return float(metrics.get("score", -math.inf))
+
+
+def _diagnostics(criterion, outputs: dict) -> dict[str, float]:
+    """Logged with a step's losses in stage 2: the matches' quality (``PlanCriterion.match_quality``) and the
+    mean absolute gap between the lesion-derived and the patient-branch type readouts (``readout_gap``, Sec. 2.3),
+    measured whether or not the consistency term is on."""
+    from plan_lite.losses.criterion import patient_readouts
+
+    out = {k: v for k, v in criterion.match_quality(outputs).items() if v == v}  # NaN (no lesion) left out
+    if "pred_logits" in outputs and "patient_logits" in outputs:
+        with torch.no_grad():
+            det, cls = patient_readouts(outputs["pred_logits"], outputs["patient_logits"],
+                                        outputs.get("query_padding_mask"))
+        out["readout_gap"] = float((det - cls).abs().mean())
+    return out
 
 
 def _truncate_log(path: Path, step: int) -> None:

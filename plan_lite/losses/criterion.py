@@ -54,14 +54,22 @@ def consistency_loss(pred_logits: Tensor, patient_logits: Tensor, query_padding_
     Gradient-identical to weight x 1/2 x sum (det - cls)^2 (D1 note, book/design_decisions.md#dd-d1); the logged value
     is twice that.
     """
+    det, cls = patient_readouts(pred_logits, patient_logits, query_padding_mask)
+    sq = (det - cls.detach()) ** 2 + (det.detach() - cls) ** 2
+    return weight * 0.5 * (sq.sum() if reduction == "sum" else sq.mean())
+
+
+def patient_readouts(pred_logits: Tensor, patient_logits: Tensor,
+                     query_padding_mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The two patient-level answers that the consistency loss compares (Sec. 2.3), each (B, 8) in [0, 1]:
+    ``det`` = max over non-padded queries of the softmax at the 8 lesion types, ``cls`` = the patient branch's
+    type sigmoids (outputs 3..10)."""
     prob = pred_logits.float().softmax(-1)
     if query_padding_mask is not None:
         prob = prob.masked_fill(query_padding_mask.unsqueeze(-1), 0.0)
     n_cls = prob.shape[-1] - 1
     det = prob.max(1).values[:, n_cls - NUM_LESION_TYPES:n_cls]
-    cls = patient_logits.float().sigmoid()[:, 3:3 + NUM_LESION_TYPES]
-    sq = (det - cls.detach()) ** 2 + (det.detach() - cls) ** 2
-    return weight * 0.5 * (sq.sum() if reduction == "sum" else sq.mean())
+    return det, patient_logits.float().sigmoid()[:, 3:3 + NUM_LESION_TYPES]
 
 
 def soft_patient_labels(labels: Tensor, groups: str = "paper", size_threshold: float | None = 100.0) -> Tensor:
@@ -191,6 +199,42 @@ class PlanCriterion(nn.Module):
             return torch.einsum("nm,mdhw->ndhw", emb, mask_features[b].float()).unsqueeze(1)
         return None
 
+    @torch.no_grad()
+    def match_quality(self, outputs: dict) -> dict[str, float]:
+        """How well the last call's final-set matches fit their **lesion** targets (a training diagnostic, not a
+        loss): ``match_dice`` = mean hard Dice (mask logit > 0 vs target, at the target's resolution) and
+        ``match_class_acc`` = fraction whose argmax class is the target's, over matched lesion (thing) targets;
+        ``match_n`` = their number (0: no lesion target in the batch, both figures NaN). Used to show how fast
+        anchor queries let the lesion branch learn to match (lesson 7)."""
+        nan = float("nan")
+        if not self.last_indices or "pred_logits" not in outputs:
+            return {}
+        pred, mf = outputs, outputs.get("mask_features")
+        dices, hits = [], []
+        for b, (qi, ti) in enumerate(self.last_indices[0]):
+            tgt = self.last_targets[b]
+            keep = tgt["is_thing"][ti.to(tgt["is_thing"].device)]
+            qi, ti = qi[keep.cpu()], ti[keep.cpu()]
+            if len(qi) == 0:
+                continue
+            if "pred_masks" in pred:
+                logits = pred["pred_masks"][b, qi.to(pred["pred_masks"].device)].float()
+            else:
+                emb = pred["pred_mask_embed"][b, qi.to(mf.device)].float()
+                logits = torch.einsum("nm,mdhw->ndhw", emb, mf[b].float())
+            tm = tgt["masks"][ti.to(tgt["masks"].device)].to(logits.device)
+            if logits.shape[1:] != tm.shape[1:]:
+                logits = F.interpolate(logits[None], size=tm.shape[1:], mode="trilinear", align_corners=False)[0]
+            m = logits > 0
+            inter = (m & tm).flatten(1).sum(1).float()
+            dices += (2 * inter / (m.flatten(1).sum(1) + tm.flatten(1).sum(1)).clamp(min=1)).tolist()
+            n_cls = pred["pred_logits"].shape[-1] - 1
+            want = lesion_class_ids(tgt["labels"][ti.to(tgt["labels"].device)], n_cls).to(logits.device)
+            hits += (pred["pred_logits"][b, qi.to(logits.device)].argmax(-1) == want).tolist()
+        n = len(dices)
+        return {"match_dice": sum(dices) / n if n else nan, "match_class_acc": sum(hits) / n if n else nan,
+                "match_n": n}
+
     # -- forward -------------------------------------------------------------------------------------------
     def forward(self, outputs: dict, targets: dict, stage: int = 2, patient_active: bool = True,
                 return_points: bool = False) -> dict[str, Tensor]:
@@ -248,4 +292,4 @@ class PlanCriterion(nn.Module):
             losses["loss_aux"] = aux
 
 
-__all__ = ["PlanCriterion", "consistency_loss", "soft_patient_labels", "patient_targets", "dice_loss_points"]
+__all__ = ["PlanCriterion", "consistency_loss", "patient_readouts", "soft_patient_labels", "patient_targets", "dice_loss_points"]

@@ -26,6 +26,7 @@ from plan_lite.metrics.patient import (
     patient_metrics,
     read_cases_table,
     read_patient_scores,
+    readout_gap,
     roc_curves,
 )
 from plan_lite.metrics.pixel import mask_dice, pixel_dice, summarize_pixel
@@ -34,5 +35,5 @@ from plan_lite.metrics.report import tables_markdown
 __all__ = [
     "bin_names", "bootstrap_intervals", "choose_threshold", "equivalent_radius", "evaluate_case", "evaluate_folders", "flatten_metrics", "marked_liver_fraction",
     "lesion_metrics_case", "mask_dice", "match_lesions", "patient_metrics", "pixel_dice", "read_cases_table",
-    "read_patient_scores", "recall_from_bins", "roc_curves", "summarize_lesions", "summarize_pixel", "tables_markdown", "tumor_mask",
+    "read_patient_scores", "readout_gap", "recall_from_bins", "roc_curves", "summarize_lesions", "summarize_pixel", "tables_markdown", "tumor_mask",
 ]

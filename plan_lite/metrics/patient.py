@@ -169,3 +169,29 @@ def roc_curves(rows: list[dict], scores: dict, eval_split="test",
             fpr, tpr, thr = roc_curve(y, s)
             out[n] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist(), "auc": _auc(y, s)}
     return out
+
+def readout_gap(pred_dir, cases) -> dict:
+    """Agreement of a prediction's two patient-level readouts (Sec. 2.3, the consistency loss's target).
+
+    Per case and lesion type t: the lesion-derived readout ``d_t`` = the highest type-t probability among the
+    predicted lesions (``{case}_lesions.json``, ``type_probs``; 0 without lesions) and the patient branch's
+    ``p_t`` (``{case}_patient.json``, ``type_<t>``). Returns ``{"mean_abs_gap": mean |d_t - p_t| over cases and
+    the 8 types, "n_cases": ...}``; ``mean_abs_gap`` is None when no case has both files (no patient branch).
+    """
+    from plan_lite.labels import LESION_TYPE_NAMES
+
+    pred_dir = Path(pred_dir)
+    gaps: list[float] = []
+    n = 0
+    for case in cases:
+        les_f, pat_f = pred_dir / f"{case}_lesions.json", pred_dir / f"{case}_patient.json"
+        if not (les_f.is_file() and pat_f.is_file()):
+            continue
+        lesions = json.loads(les_f.read_text()).get("lesions", [])
+        pat = read_patient_scores(pat_f)
+        n += 1
+        for t in LESION_TYPE_NAMES:
+            d = max((float(r.get("type_probs", {}).get(t, 0.0)) for r in lesions), default=0.0)
+            gaps.append(abs(d - float(pat[f"type_{t}"])))
+    return {"mean_abs_gap": float(np.mean(gaps)) if gaps else None, "n_cases": n}
+
