@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from plan_lite.config import get_preset
-from plan_lite.engine.experiment import aggregate, ablation_markdown, mechanisms, run_experiment, stage2_curves
+from plan_lite.engine.experiment import (
+    ablation_markdown,
+    aggregate,
+    mechanisms,
+    run_experiment,
+    stage2_curves,
+)
 from plan_lite.errors import PlanLiteError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
