@@ -235,3 +235,29 @@ def test_demo_cli_missing_dataset_exits_2(tmp_path, capsys):
     ds = _write_dataset(tmp_path / "ds", n=1)
     assert cli_main(["demo", str(ds), "--out", str(tmp_path / "out"), "--case", "case_0042"]) == 2
     assert "case_0042" in capsys.readouterr().err
+
+
+def test_experiment_figures_draw_every_variant_and_mechanism():
+    from plan_lite.engine.experiment import aggregate, mechanisms
+    from plan_lite.viz.plots import plot_mechanisms, plot_paired_differences
+
+    curve = {"step": [10, 20], "match_dice": [0.2, 0.5], "match_class_acc": [0.1, 0.4], "readout_gap": [0.3, 0.2]}
+    rs = []
+    for v, f1 in (("plan", 0.5), ("no_fes", 0.4), ("no_anchor", 0.3), ("no_consistency", 0.45)):
+        for s in range(2):
+            rs.append({"variant": v, "seed": s, "curves": curve,
+                       "summary": {"f1": f1 + 0.01 * s, "recall": f1, "recall_[3,5)": f1 / 2,
+                                   "recall_[5,10)": f1, "readout_gap": 0.2, "auc_any_tumor": 0.7}})
+    report = {**aggregate(rs), "mechanisms": mechanisms(rs)}
+    fig = plot_paired_differences(report, metrics=("f1", "recall"))
+    ax = fig.axes[0]
+    assert len(ax.containers) == 2  # one errorbar series per metric
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["no_fes − plan", "no_anchor − plan",
+                                                             "no_consistency − plan"]
+    fig = plot_mechanisms(report)
+    fes, anchors, cons = fig.axes[:3]
+    assert len(fes.patches) == 4  # 2 variants x 2 radius bins
+    assert len(anchors.lines) == 4  # 2 variants x (mask Dice, class accuracy)
+    assert len(cons.patches) == 8  # 2 variants x 4 figures
+    with pytest.raises(PlanLiteError, match="paired"):
+        plot_paired_differences({"paired": {}})

@@ -277,4 +277,93 @@ def plot_hu_curves(phases: Sequence[str], mean_hu: Mapping[str, Sequence[float]]
     return fig
 
 
-__all__ = ["plot_roc", "plot_recall_by_size", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]
+def _val(stat: Mapping[str, Any] | None) -> tuple[float, float]:
+    """(mean, sd) of a ``{"mean", "sd"}`` dict as floats (NaN for missing; sd 0 when undefined)."""
+    if not stat or stat.get("mean") is None:
+        return math.nan, 0.0
+    return float(stat["mean"]), float(stat["sd"]) if stat.get("sd") is not None else 0.0
+
+
+def plot_paired_differences(report: Mapping[str, Any], metrics: Sequence[str] = ("f1", "recall", "precision",
+                                                                                   "auc_malignant"),
+                            title: str | None = None, ax: Any = None) -> Figure:
+    """Paired differences against ``plan`` (``plan_lite.engine.experiment`` report, ``report["paired"]``): one
+    row per variant, one marker per metric at the mean (percentage points) with a bar of +- 1 sd over seeds; the
+    dashed line is "no difference" (left of it: below PLAN, the paper's direction)."""
+    paired = report.get("paired") or {}
+    if not paired:
+        raise PlanLiteError("viz: plot_paired_differences needs a report with paired differences (two variants)")
+    variants = list(paired)
+    fig, ax = _new((6.4, 0.55 * len(variants) * len(metrics) ** 0.5 + 1.6), ax)
+    step = 0.7 / max(1, len(metrics))
+    for j, k in enumerate(metrics):
+        ys = np.arange(len(variants)) - 0.35 + step * (j + 0.5)
+        vals = [_val(paired[v].get(k)) for v in variants]
+        ax.errorbar([100 * m for m, _ in vals], ys, xerr=[100 * s for _, s in vals], fmt="o", ms=4, capsize=2,
+                    color=_CYCLE[j % len(_CYCLE)], label=k)
+    ax.axvline(0, color="0.3", ls="--", lw=1)
+    ax.set_yticks(np.arange(len(variants)), [f"{v} − plan" for v in variants], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("difference (percentage points), mean ± sd over seeds")
+    ax.set_title(title or "Each variant against PLAN on the same seeds", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def plot_mechanisms(report: Mapping[str, Any]) -> Figure:
+    """The three mechanism measurements of an experiment report (``report["mechanisms"]``), one panel each:
+    FES - recall of lesions of radius < 5 and 5-10 mm with and without FES; anchors - matched-mask Dice and
+    class accuracy over the stage-2 steps with and without anchor queries (mean over seeds, band = +- 1 sd);
+    consistency - the test-split gap between the lesion-derived and the patient-branch readouts and the patient
+    AUCs with and without the term. A panel whose variants were not run says so."""
+    mech = report.get("mechanisms") or {}
+    fig = Figure(figsize=(13.5, 3.6), layout="constrained")
+    axes = fig.subplots(1, 3)
+
+    def bars(ax, table, keys, labels, title):
+        if len(table) < 1:
+            ax.text(0.5, 0.5, "variants not run", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(title, fontsize=10)
+            return
+        width = 0.8 / len(table)
+        x = np.arange(len(keys))
+        for i, (name, stats) in enumerate(table.items()):
+            vals = [_val(stats.get(k)) for k in keys]
+            ax.bar(x - 0.4 + width * (i + 0.5), [m for m, _ in vals], width * 0.95, yerr=[s for _, s in vals],
+                   capsize=3, color=_CYCLE[i % len(_CYCLE)], label=name)
+        ax.set_xticks(x, labels, fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=7)
+        ax.set_title(title, fontsize=10)
+
+    bars(axes[0], mech.get("fes", {}), ("recall_[3,5)", "recall_[5,10)"), ("radius 3-5 mm", "radius 5-10 mm"),
+         "FES: recall of small lesions")
+    axes[0].set_ylabel("recall, mean ± sd over seeds")
+    ax = axes[1]
+    anchors = {k: v for k, v in (mech.get("anchors") or {}).items() if v.get("step")}
+    for i, (name, c) in enumerate(anchors.items()):
+        steps = np.asarray(c["step"], dtype=float)
+        for key, ls in (("match_dice", "-"), ("match_class_acc", ":")):
+            m = np.asarray([np.nan if x is None else x for x in c[key]], dtype=float)
+            sd = np.asarray([0.0 if x is None else x for x in c.get(key + "_sd", [None] * len(m))], dtype=float)
+            label = f"{name}: {'mask Dice' if key == 'match_dice' else 'class accuracy'}"
+            ax.plot(steps, m, ls, color=_CYCLE[i % len(_CYCLE)], lw=1.5, label=label)
+            ax.fill_between(steps, m - sd, m + sd, color=_CYCLE[i % len(_CYCLE)], alpha=0.12, lw=0)
+    if not anchors:
+        ax.text(0.5, 0.5, "variants not run", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(fontsize=7)
+        ax.set_ylim(0, 1.05)
+    ax.set_xlabel("training step (stage 2)")
+    ax.set_ylabel("matched lesion queries")
+    ax.set_title("Anchors: how fast matching is learned", fontsize=10)
+    ax.grid(alpha=0.3)
+    bars(axes[2], {k: {kk: vv for kk, vv in v.items() if kk != "curve"} for k, v in
+                   (mech.get("consistency") or {}).items()},
+         ("readout_gap", "auc_any_tumor", "auc_malignant", "auc_benign"),
+         ("readout gap", "AUC tumour", "AUC malignant", "AUC benign"), "Consistency: readouts and AUCs")
+    return fig
+
+
+__all__ = ["plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]
