@@ -39,6 +39,7 @@ def test_aggregate_gives_mean_sd_and_paired_differences_with_the_papers_sign():
     rs += [_res("no_fes", s, f1=p, readout_gap=0.5) for s, p in enumerate(worse)]
     rs += [_res("no_anchor", s, f1=p, readout_gap=0.1) for s, p in enumerate(better)]
     rs += [_res("no_consistency", 0, f1=0.1)]  # one seed only: no spread, no verdict
+    rs += [_res("mask2former", s, f1=p) for s, p in enumerate(plan)]  # identical to plan: a tie
     agg = aggregate(rs, metrics=("f1", "readout_gap"))
     t = agg["table"]["no_fes"]["f1"]
     assert t["n"] == 3 and t["mean"] == pytest.approx(np.mean(worse)) and t["sd"] == pytest.approx(np.std(worse, ddof=1))
@@ -50,6 +51,7 @@ def test_aggregate_gives_mean_sd_and_paired_differences_with_the_papers_sign():
     # readout_gap is lower-is-better: a larger gap without the component is the paper's direction
     assert agg["paired"]["no_fes"]["readout_gap"]["verdict"] == "agrees"  # +0.2 on every seed
     assert agg["paired"]["no_anchor"]["readout_gap"]["verdict"] == "opposite"  # -0.2 on every seed
+    assert agg["paired"]["mask2former"]["f1"]["verdict"] == "tie"
     assert agg["paired"]["no_consistency"]["f1"]["verdict"] is None and agg["paired"]["no_consistency"]["f1"]["n"] == 1
     md = ablation_markdown({"meta": {"dataset": "/x/ds", "preset": "tiny", "max_steps": 10, "seeds": [0, 1, 2]},
                             **agg}, columns=("f1",))

@@ -50,7 +50,7 @@ TABLE_COLUMNS = ("f1", "precision", "recall", "recall_[3,5)", "recall_[5,10)", "
 # consistency loss lowers the results; Tables 2-3: PLAN is ahead of nnU-Net and Mask2Former): the sign of
 # (variant - plan) for a higher-is-better figure.
 PAPER_SIGN = {"no_anchor": -1, "no_fes": -1, "no_consistency": -1, "pixel_only": -1, "mask2former": -1}
-VERDICT = {"agrees": "✔", "sign only": "~", "opposite within spread": "·", "opposite": "✘"}
+VERDICT = {"agrees": "✔", "sign only": "~", "tie": "=", "opposite within spread": "·", "opposite": "✘"}
 
 
 # --------------------------------------------------------------------------------------------------- one run
@@ -154,13 +154,16 @@ def verdict(diff: dict, variant: str, metric: str) -> str | None:
     """Does the paired difference (variant - plan) have the paper's sign, and does it exceed its spread?
 
     ``agrees``: the paper's sign and |mean| > sd of the paired differences; ``sign only``: the paper's sign within
-    the spread; ``opposite within spread`` / ``opposite``. None without a paper sign or without two paired seeds.
+    the spread; ``tie`` for no difference at all; ``opposite within spread`` / ``opposite``. None without a paper
+    sign or without two paired seeds.
     """
     sign = PAPER_SIGN.get(variant)
     if sign is None or diff.get("mean") is None or diff.get("sd") is None or diff["n"] < 2:
         return None
     if metric in LOWER_IS_BETTER:
         sign = -sign
+    if diff["mean"] == 0:
+        return "tie"
     same = diff["mean"] * sign > 0
     beyond = abs(diff["mean"]) > diff["sd"]
     return ("agrees" if beyond else "sign only") if same else ("opposite" if beyond else "opposite within spread")
@@ -248,7 +251,7 @@ def ablation_markdown(report: dict, columns=TABLE_COLUMNS) -> str:
     lines += ["", "Paired difference against `plan` (variant − plan on the same seed, percentage points, mean ± sd); "
               "mark = the paper's sign (every ablation and both baselines below PLAN): "
               "✔ the paper's sign beyond the spread (|mean| > sd), ~ the paper's sign within the spread, "
-              "· the opposite sign within the spread, ✘ the opposite sign beyond the spread.", "",
+              "= no difference, · the opposite sign within the spread, ✘ the opposite sign beyond the spread.", "",
               "| variant − plan | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for v, stats in report["paired"].items():
         cells = [_cell(stats[k], signed=True) + (f" {VERDICT[stats[k]['verdict']]}" if stats[k].get("verdict")

@@ -294,7 +294,7 @@ def plot_paired_differences(report: Mapping[str, Any], metrics: Sequence[str] = 
     if not paired:
         raise PlanLiteError("viz: plot_paired_differences needs a report with paired differences (two variants)")
     variants = list(paired)
-    fig, ax = _new((6.4, 0.55 * len(variants) * len(metrics) ** 0.5 + 1.6), ax)
+    fig, ax = _new((7.0, 0.5 * len(variants) + 1.4), ax)
     step = 0.7 / max(1, len(metrics))
     for j, k in enumerate(metrics):
         ys = np.arange(len(variants)) - 0.35 + step * (j + 0.5)
