@@ -1,5 +1,5 @@
 """Ablations and baselines under one budget, over several seeds, gathered into Table-4-style tables (paper Table 4,
-Sec. 3).
+Sec. 3; book/design_decisions.md#dd-ablation).
 
 Each variant (``plan_lite.config.VARIANTS``: ``plan``, ``no_anchor``, ``no_fes``, ``no_consistency``,
 ``pixel_only`` (nnU-Net-like), ``mask2former``) is trained for every seed with the same data, preset and step /
