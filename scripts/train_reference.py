@@ -61,6 +61,18 @@ def evaluate_checkpoint(checkpoint: Path, data: Path, pred_dir: Path, splits=("v
     return m
 
 
+def logged_seconds(log_path: Path, key: str) -> float:
+    """Training seconds over every (re)start of a run: ``log.jsonl``'s ``time`` / ``cpu`` restart from 0 at each
+    resume, so the total is the sum of each segment's last value."""
+    total, last = 0.0, 0.0
+    for line in log_path.read_text().splitlines():
+        v = float(json.loads(line).get(key, 0.0))
+        if v < last:  # a resume: the previous segment ended at ``last``
+            total += last
+        last = v
+    return round(total + last, 1)
+
+
 def pick(m: dict, dotted: str):
     cur = m
     for part in dotted.split("."):
@@ -122,13 +134,15 @@ def main(argv=None) -> int:
     run = work / "run"
     t0 = time.time()
     train(data, cfg, run, max_steps=args.steps, progress=True, validate=False, resume=(run / "last.pt").exists())
-    train_s = json.loads((run / "log.jsonl").read_text().splitlines()[-1])["time"]  # since the last (re)start
+    train_s = logged_seconds(run / "log.jsonl", "time")
+    train_cpu = logged_seconds(run / "log.jsonl", "cpu")
     test = evaluate_checkpoint(run / "last.pt", data, work / "pred_test")
     commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     prov = {
         "command": "python scripts/train_reference.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "commit": commit, "machine": f"{platform.machine()}, 1 torch thread", "preset": args.preset,
         "recipe": {**CPU_RECIPE, **overrides}, "steps": args.steps, "train_seconds_logged": train_s,
+        "train_cpu_seconds_logged": train_cpu,
         "wall_seconds_this_call": time.time() - t0, "generator_version": GENERATOR_VERSION,
         "training_cohort": {**COHORT, "lesion_contrast": 1.0, "noise_scale": 1.0},
         "check_cohort": {**CHECK_COHORT, "lesion_contrast": 1.0, "noise_scale": 1.0},
