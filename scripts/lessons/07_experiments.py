@@ -162,9 +162,10 @@ display(Markdown((sweep_dir / "ablation.md").read_text()))
 # `variant - plan` on the same seed (percentage points), so that what the seed changes for both - the sampled
 # patches, the initial weights - cancels. The paper reports every ablation and both baselines **below** PLAN;
 # ✔ marks a difference in that direction larger than its own spread (|mean| > sd), ~ the paper's direction
-# within the spread, = no difference at all, · the opposite direction within the spread, ✘ the opposite direction beyond it. Three seeds
-# are few: a ✔ is a hint, not a significance test, and the paper's own numbers (a 250,000-step GPU training on
-# real CT) are not expected at 1,500 CPU steps on synthetic data.
+# within the spread, = no difference at all, · the opposite direction within the spread, ✘ the opposite
+# direction beyond it. Three seeds are few: a ✔ is a hint, not a significance test. The paper's own Table 4
+# figures come from a 250,000-step GPU training on its private CT data; they are not expected at 1,500 CPU steps
+# on synthetic data, and only their direction is used here ([design decisions](../design_decisions.md#dd-ablation)).
 
 # %%
 ref_path = Path(reference) if reference else None
