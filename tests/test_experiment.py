@@ -127,6 +127,7 @@ def test_experiment_runs_seeds_in_parallel_resumes_and_refuses_other_settings(tm
     assert [(r["variant"], r["seed"]) for r in rep["runs"]] == [("plan", 0), ("plan", 1), ("no_anchor", 0),
                                                                  ("no_anchor", 1)]
     assert rep["table"]["plan"]["dice"]["n"] == 2 and rep["paired"]["no_anchor"]["dice"]["n"] == 2
+    assert rep["table"]["plan"]["chance"]["n"] == 2 and rep["paired"]["no_anchor"]["chance"]["verdict"] is None
     assert rep["cpu_seconds"] > 0 and math.isfinite(rep["cpu_seconds"])
     assert set(rep["mechanisms"]["anchors"]) == {"plan", "no_anchor"}
     log = [json.loads(x) for x in (tmp_path / "exp/plan/seed0/run/log.jsonl").read_text().splitlines()]

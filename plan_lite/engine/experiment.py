@@ -38,12 +38,13 @@ from plan_lite.utils import atomic_write_json, atomic_write_text
 
 DEFAULT_VARIANTS = tuple(VARIANTS)  # every variant of Table 4, in the config's order
 VOLUME_SCORED = ("pixel_only", "mask2former")
-# The figures aggregated over seeds (higher is better, except readout_gap).
-METRICS = ("f1", "precision", "recall", "recall_[3,5)", "recall_[5,10)", "recall_[10,20)", "recall_[20,inf)",
-           "type_accuracy", "dice", "sensitivity", "specificity_normal", "specificity_hard", "auc_any_tumor",
+# The figures aggregated over seeds (higher is better, except readout_gap; ``chance`` = the fraction of the liver
+# marked as lesion, the recall a random marking of as many voxels would reach - context, not a score).
+METRICS = ("chance", "f1", "precision", "recall", "recall_[3,5)", "recall_[5,10)", "recall_[10,20)",
+           "recall_[20,inf)", "type_accuracy", "dice", "sensitivity", "specificity_normal", "specificity_hard", "auc_any_tumor",
            "auc_malignant", "auc_benign", "auc_types_mean", "readout_gap")
 LOWER_IS_BETTER = ("readout_gap",)
-TABLE_COLUMNS = ("f1", "precision", "recall", "recall_[3,5)", "recall_[5,10)", "type_accuracy", "dice",
+TABLE_COLUMNS = ("chance", "f1", "precision", "recall", "recall_[3,5)", "recall_[5,10)", "type_accuracy", "dice",
                  "sensitivity", "specificity_normal", "specificity_hard", "auc_malignant", "auc_benign",
                  "auc_types_mean")
 # What the paper reports for each variant against full PLAN (Table 4: removing anchor queries, the FES loss or the
@@ -103,7 +104,7 @@ def run_one(spec: dict) -> dict:
     from plan_lite.config import get_preset
     from plan_lite.engine.predict import predict
     from plan_lite.engine.train import Schedule, train
-    from plan_lite.metrics import evaluate_folders, readout_gap
+    from plan_lite.metrics import evaluate_folders, marked_liver_fraction, readout_gap
 
     if spec.get("threads"):
         torch.set_num_threads(int(spec["threads"]))
@@ -124,6 +125,7 @@ def run_one(spec: dict) -> dict:
                          progress=False)
     atomic_write_json(unit / "metrics.json", m)
     row = summary_row(m)
+    row["chance"] = marked_liver_fraction(dataset, pred_dir, cases=list(m["per_case"]))
     both = cfg.model.patient_branch and cfg.model.lesion_branch  # two readouts to compare
     row["readout_gap"] = readout_gap(pred_dir, list(m["per_case"]))["mean_abs_gap"] if both else None
     result = {"settings": _settings(spec), "variant": v, "seed": spec["seed"], "score_source": source,
@@ -158,7 +160,7 @@ def verdict(diff: dict, variant: str, metric: str) -> str | None:
     sign or without two paired seeds.
     """
     sign = PAPER_SIGN.get(variant)
-    if sign is None or diff.get("mean") is None or diff.get("sd") is None or diff["n"] < 2:
+    if sign is None or metric == "chance" or diff.get("mean") is None or diff.get("sd") is None or diff["n"] < 2:
         return None
     if metric in LOWER_IS_BETTER:
         sign = -sign
