@@ -61,3 +61,13 @@ def test_reference_model_reproduces_its_recorded_metrics(tmp_path, name):
         assert got is not None and not math.isnan(got), key
         assert abs(got - want) <= tol, f"{key}: recorded {want:.3f}, measured {got:.3f} (tolerance {tol})"
     assert m["lesion"]["recall"] > 2 * m["chance_recall"], "the reference model must be well above chance"
+
+
+def test_logged_seconds_add_up_over_resumes(tmp_path):
+    import json
+
+    from train_reference import logged_seconds
+
+    rows = [{"cpu": 1.0}, {"cpu": 5.0}, {"cpu": 0.5}, {"cpu": 3.0}]  # resumed after the second row
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    assert logged_seconds(tmp_path / "log.jsonl", "cpu") == 8.0
