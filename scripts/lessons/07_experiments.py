@@ -258,7 +258,8 @@ if ref is not None:
 # **Reading the mechanisms** (committed file):
 #
 # - **FES**: radius 5-10 mm recall 22.6 ± 5.5 % with FES against 17.9 ± 3.6 % without, the paper's direction on
-#   two seeds and level on the third; lesions of radius 3-5 mm are almost never found by either (1.4 ± 2.5 % and 0 %) at this budget.
+#   two seeds and level on the third; lesions of radius 3-5 mm are almost never found by either (1.4 ± 2.5 % and
+#   0 %) at this budget.
 # - **Anchors**: the matched lesion masks improve sooner with anchor queries (mean matched Dice about 0.19 against
 #   0.10 halfway through stage 2, 0.27 against 0.25 at its end), as the paper argues - but the matched queries'
 #   class accuracy is *lower* with anchors (about 0.08 against 0.22 at the end): an anchor query starts from a
