@@ -22,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], metavar="SEED",
                    help="one run per variant and seed; the table gives mean +- sd and paired differences [0]")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel, each in its own process [1]")
-    p.add_argument("--threads", type=int, help="torch threads per run [CPU count // jobs]")
+    p.add_argument("--threads", type=int, help="torch threads per run [CPU count // jobs; with --jobs 1 the process's own]")
     p.add_argument("--cpu-recipe", action="store_true",
                    help="start from plan_lite.config.CPU_RECIPE (lesson 5's CPU recipe), then apply --set")
     p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE", help="override for all")

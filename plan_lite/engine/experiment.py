@@ -12,7 +12,8 @@ One (variant, seed) pair is a **run**: ``OUT/{variant}/seed{s}/run`` (training),
 and ``.../result.json`` (its table row, its mechanism measurements, wall and CPU seconds). A run whose
 ``result.json`` exists with the same settings is not redone, so an interrupted experiment resumes and more seeds
 can be added later; a run folder with other settings is an error (use another ``OUT``). ``jobs`` runs execute in
-parallel worker processes with ``threads`` torch threads each (default: the CPU count // jobs).
+parallel worker processes with ``threads`` torch threads each (default: the CPU count // jobs); with ``jobs=1``
+they run in the calling process with its thread count unless ``threads`` is given.
 
 The gathered report (``OUT/ablation.json``, ``OUT/ablation.md``) holds, over seeds: mean and standard deviation
 per variant; the **paired difference** against ``plan`` (variant minus plan on the same seed); whether that
@@ -290,7 +291,8 @@ def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_
     seeds = [int(s) for s in seeds]
     if not seeds or jobs < 1:
         raise PlanLiteError("experiment: needs at least one seed and jobs >= 1")
-    threads = threads or max(1, (os.cpu_count() or 1) // jobs)
+    if threads is None and jobs > 1:  # in-process runs (jobs == 1) keep the caller's thread count
+        threads = max(1, (os.cpu_count() or 1) // jobs)
     specs, done = [], []
     for v in variants:
         for s in seeds:
