@@ -156,9 +156,9 @@ def _mean_sd(values: list[float]) -> dict[str, Any]:
 def verdict(diff: dict, variant: str, metric: str) -> str | None:
     """Does the paired difference (variant - plan) have the paper's sign, and does it exceed its spread?
 
-    ``agrees``: the paper's sign and |mean| > sd of the paired differences; ``sign only``: the paper's sign within
-    the spread; ``tie`` for no difference at all; ``opposite within spread`` / ``opposite``. None without a paper
-    sign or without two paired seeds.
+    ``agrees``: the paper's sign and an absolute mean above the sd of the paired differences; ``sign only``: the
+    paper's sign within the spread; ``tie`` for no difference at all; ``opposite within spread`` / ``opposite``.
+    None without a paper sign or without two paired seeds.
     """
     sign = PAPER_SIGN.get(variant)
     if sign is None or metric == "chance" or diff.get("mean") is None or diff.get("sd") is None or diff["n"] < 2:

@@ -165,7 +165,8 @@ display(Markdown((sweep_dir / "ablation.md").read_text()))
 # within the spread, = no difference at all, · the opposite direction within the spread, ✘ the opposite
 # direction beyond it. Three seeds are few: a ✔ is a hint, not a significance test. The paper's own Table 4
 # figures come from a 250,000-step GPU training on its private CT data; they are not expected at 1,500 CPU steps
-# on synthetic data, and only their direction is used here ([design decisions](../design_decisions.md#dd-ablation)).
+# on synthetic data, and only their direction is used here ([design decisions](../design_decisions.md),
+# "Ablations over seeds").
 
 # %%
 ref_path = Path(reference) if reference else None
