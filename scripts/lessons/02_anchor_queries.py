@@ -304,7 +304,7 @@ metrics["n_patches"] = len(patches)
 # %% [markdown]
 # :::{note}
 # Read the table with the model in mind. With the **reference model** (the default, `checkpoint = "reference"`:
-# the same recipe trained for 9,000 steps, about 25 CPU minutes) the pixel branch finds the lesions, so there are lesion
+# the same recipe trained for 16,000 steps, about 60 CPU minutes) the pixel branch finds the lesions, so there are lesion
 # anchors on real lesions, and the mask head has learned to turn a query vector into a mask: the matched Dice and
 # the share of lesion targets matched to a lesion anchor say how much the trained decoder relies on the anchors.
 # With `checkpoint = ""` the lesion branch is **untrained** (anchors from the oracle pixel branch): matched Dice

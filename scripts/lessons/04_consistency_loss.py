@@ -258,7 +258,7 @@ metrics.update(
 # ## 4. A trained model: do its two readouts agree?
 #
 # The crafted experiment above starts from an untrained network. The shipped **reference model**
-# (`plan_lite.reference`: the same `tiny` network trained with the consistency term for 9,000 steps, about 25 CPU minutes)
+# (`plan_lite.reference`: the same `tiny` network trained with the consistency term for 16,000 steps, about 60 CPU minutes)
 # shows where real training ends up. For each case, one training-style patch (centred on a lesion for tumour
 # patients, anywhere otherwise) goes through the trained model and through an untrained one of the same size; we
 # compare the two readouts $d_c$ and $p_c$ per type, and their mean absolute difference.

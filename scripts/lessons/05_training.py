@@ -206,8 +206,8 @@ print(json.dumps(metrics, indent=2))
 #
 # - Compare budgets (evaluated as in lesson 6). `benchmarks/bench_budget.py` measured this recipe on a 240-case
 #   cohort (84 test patients, 171 lesions): PLAN after 10 CPU minutes (3,600 steps) finds 39 % of the lesions at
-#   28 % precision (chance 1 %), about half of those of radius >= 10 mm; the reference model (9,000 steps) finds
-#   57 % at 44 % precision, 79 % of those >= 10 mm. Try `max_steps = 3000` and compare lesson 6's table.
+#   28 % precision (chance 1 %), about half of those of radius >= 10 mm; the reference model (16,000 steps) finds
+#   61 % at 53 % precision, 88 % of those >= 10 mm. Try `max_steps = 3000` and compare lesson 6's table.
 # - `stage2_warmup = 0` and `stage2_optimizer = "continue"` (add them to the overrides): the pixel loss jumps at
 #   the stage switch (measured 1.73 -> 2.66 over the first 60 stage-2 steps, against 1.78 with the recipe).
 # - `recipe = "preset"` on the same data: the tiny preset's 16 x 96 x 96 patches, a third of them on lesions, full

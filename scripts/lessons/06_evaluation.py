@@ -9,7 +9,7 @@
 # ## Overview
 # 1. Predict the validation and test splits (`plan_lite.engine.predict.predict`).
 # 2. Metrics and tables shaped like the paper's Tables 1 and 2 (`evaluate_folders`, `tables_markdown`), against
-#    chance, against the same model's pixel branch and against the reference model (9,000 steps, about 25 CPU minutes).
+#    chance, against the same model's pixel branch and against the reference model (16,000 steps, about 60 CPU minutes).
 # 3. Patient-level ROC curves with the operating point (Fig. 2 style).
 # 4. Lesion recall by size.
 # 5. The worst cases: ground truth vs prediction; slice viewer and the lesion browser (NiiVue).
@@ -159,7 +159,7 @@ if trained_here:
 # (`marked_liver_fraction`). The table puts the lesion branch next to its chance level, next to the **pixel
 # branch of the same checkpoint** (the nnU-Net-like output the anchors are built from, read with the "merged"
 # rule: a voxel is a lesion when the summed lesion probability wins), and next to the **reference model** shipped
-# with plan-lite (`plan_lite.reference`: the same recipe trained for 9,000 steps, about 25 CPU minutes, on other subjects),
+# with plan-lite (`plan_lite.reference`: the same recipe trained for 16,000 steps, about 60 CPU minutes, on other subjects),
 # evaluated on the same split.
 
 # %%
