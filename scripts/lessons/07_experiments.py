@@ -176,9 +176,12 @@ if ref_path is not None and ref_path.is_file():
     display(Markdown(ablation_markdown(ref)))
     prov = ref.get("provenance", {})
     print(f"command: {prov.get('command')}")
-    print(f"commit {prov.get('git_commit')}, {prov.get('machine')}, torch {prov.get('torch')}, {prov.get('date')}")
+    commit = prov.get("runs_git_commit", prov.get("git_commit"))
+    wall = prov.get("wall_seconds_runs", prov.get("wall_seconds_this_call", 0))
+    print(f"runs on commit {commit}, {prov.get('machine')}, torch {prov.get('torch')}, "
+          f"{prov.get('runs_date', prov.get('date'))}")
     print(f"total CPU time of the {len(ref['runs'])} runs: {ref['cpu_seconds'] / 60:.0f} min "
-          f"(wall time of the final call: {prov.get('wall_seconds_this_call', 0) / 60:.0f} min)")
+          f"(wall time {wall / 60:.0f} min, {ref['meta'].get('jobs', 1)} runs at a time)")
     fig = plot_paired_differences(ref, metrics=("f1", "recall", "precision", "auc_malignant"))
     show(fig, out_path, "ablation_paired")
 else:
