@@ -72,6 +72,14 @@ def patient_readouts(pred_logits: Tensor, patient_logits: Tensor,
     return det, patient_logits.float().sigmoid()[:, 3:3 + NUM_LESION_TYPES]
 
 
+def dense_mask_logits(pred: dict, mask_features: Tensor | None, b: int, qi: Tensor) -> Tensor:
+    """Mask logits (n, D, H, W) of queries ``qi`` of image ``b``: ``pred_masks`` when the outputs hold them, else the
+    mask embeddings times the mask features (the same volume, D6)."""
+    if "pred_masks" in pred:
+        return pred["pred_masks"][b, qi].float()
+    return torch.einsum("nm,mdhw->ndhw", pred["pred_mask_embed"][b, qi].float(), mask_features[b].float())
+
+
 def soft_patient_labels(labels: Tensor, groups: str = "paper", size_threshold: float | None = 100.0) -> Tensor:
     """(B, 11) patient labels of the patch label maps (B, D, H, W) (book/design_decisions.md#dd-patient-branch; ignore
     voxels not counted)."""
@@ -188,16 +196,14 @@ class PlanCriterion(nn.Module):
         sampling M feature channels at n x 3K points (~6x on ``tiny``); on GPU the D6 feature path saves memory
         unless ``cfg.model.mask_logits_from_features`` is off. ``"features"`` / ``"logits"`` force a path.
         """
-        if "pred_masks" in pred:
-            return pred["pred_masks"][b, qi].float().unsqueeze(1)
-        path = self.point_path
-        if path == "auto":
-            cpu = mask_features.device.type == "cpu"
-            path = "logits" if cpu or not self.cfg.model.mask_logits_from_features else "features"
-        if path == "logits":
-            emb = pred["pred_mask_embed"][b, qi].float()
-            return torch.einsum("nm,mdhw->ndhw", emb, mask_features[b].float()).unsqueeze(1)
-        return None
+        if "pred_masks" not in pred:
+            path = self.point_path
+            if path == "auto":
+                cpu = mask_features.device.type == "cpu"
+                path = "logits" if cpu or not self.cfg.model.mask_logits_from_features else "features"
+            if path != "logits":
+                return None
+        return dense_mask_logits(pred, mask_features, b, qi).unsqueeze(1)
 
     @torch.no_grad()
     def match_quality(self, outputs: dict) -> dict[str, float]:
@@ -217,11 +223,7 @@ class PlanCriterion(nn.Module):
             qi, ti = qi[keep.cpu()], ti[keep.cpu()]
             if len(qi) == 0:
                 continue
-            if "pred_masks" in pred:
-                logits = pred["pred_masks"][b, qi.to(pred["pred_masks"].device)].float()
-            else:
-                emb = pred["pred_mask_embed"][b, qi.to(mf.device)].float()
-                logits = torch.einsum("nm,mdhw->ndhw", emb, mf[b].float())
+            logits = dense_mask_logits(pred, mf, b, qi.to(pred["pred_logits"].device))
             tm = tgt["masks"][ti.to(tgt["masks"].device)].to(logits.device)
             if logits.shape[1:] != tm.shape[1:]:
                 logits = F.interpolate(logits[None], size=tm.shape[1:], mode="trilinear", align_corners=False)[0]

@@ -170,6 +170,7 @@ def roc_curves(rows: list[dict], scores: dict, eval_split="test",
             out[n] = {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": thr.tolist(), "auc": _auc(y, s)}
     return out
 
+
 def readout_gap(pred_dir, cases) -> dict:
     """Agreement of a prediction's two patient-level readouts (Sec. 2.3, the consistency loss's target).
 
@@ -194,4 +195,3 @@ def readout_gap(pred_dir, cases) -> dict:
             d = max((float(r.get("type_probs", {}).get(t, 0.0)) for r in lesions), default=0.0)
             gaps.append(abs(d - float(pat[f"type_{t}"])))
     return {"mean_abs_gap": float(np.mean(gaps)) if gaps else None, "n_cases": n}
-
