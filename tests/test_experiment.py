@@ -142,3 +142,21 @@ def test_experiment_runs_seeds_in_parallel_resumes_and_refuses_other_settings(tm
     with pytest.raises(PlanLiteError, match="other settings"):
         run_experiment(ds, tmp_path / "exp", seeds=(0,), **{**kw, "max_steps": 4})
     assert mechanisms([])["fes"] == {}
+
+
+def test_an_interrupted_sweep_has_finished_whole_seeds_first(tmp_path, monkeypatch):
+    import plan_lite.engine.experiment as experiment
+
+    ds = make_dataset(tmp_path / "ds", n_cases=4, shape=(8, 32, 32), groups=["tumor", "tumor", "normal", "normal"])
+    started = []
+
+    def fake_run_one(spec):
+        started.append((spec["variant"], spec["seed"]))
+        if len(started) == 3:
+            raise KeyboardInterrupt
+        return {"variant": spec["variant"], "seed": spec["seed"], "summary": {}, "cpu_seconds": 1.0}
+
+    monkeypatch.setattr(experiment, "run_one", fake_run_one)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(ds, tmp_path / "exp", variants=("plan", "no_anchor"), seeds=(0, 1), jobs=1, progress=False)
+    assert started == [("plan", 0), ("no_anchor", 0), ("plan", 1)]  # seed 0 is complete for every variant

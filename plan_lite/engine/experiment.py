@@ -294,8 +294,8 @@ def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_
     if threads is None and jobs > 1:  # in-process runs (jobs == 1) keep the caller's thread count
         threads = max(1, (os.cpu_count() or 1) // jobs)
     specs, done = [], []
-    for v in variants:
-        for s in seeds:
+    for s in seeds:  # seed-major: a sweep stopped part-way leaves whole seeds (every variant), ready for pairing
+        for v in variants:
             spec = {"dataset": str(dataset_dir), "unit_dir": str(out / v / f"seed{s}"), "preset": preset,
                     "variant": v, "seed": s, "max_steps": max_steps, "max_minutes": max_minutes,
                     "overrides": overrides or {}, "overlap": overlap, "validate": validate, "semantic": semantic,
