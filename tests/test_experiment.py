@@ -15,6 +15,7 @@ from plan_lite.config import get_preset
 from plan_lite.engine.experiment import (
     ablation_markdown,
     aggregate,
+    budget_markdown,
     mechanisms,
     run_experiment,
     stage2_curves,
@@ -160,3 +161,16 @@ def test_an_interrupted_sweep_has_finished_whole_seeds_first(tmp_path, monkeypat
     with pytest.raises(KeyboardInterrupt):
         run_experiment(ds, tmp_path / "exp", variants=("plan", "no_anchor"), seeds=(0, 1), jobs=1, progress=False)
     assert started == [("plan", 0), ("no_anchor", 0), ("plan", 1)]  # seed 0 is complete for every variant
+
+
+def test_budget_markdown_puts_each_budget_side_by_side_per_variant():
+    short = {"meta": {"max_steps": 1500}, "table": aggregate([_res("plan", 0, f1=0.1), _res("plan", 1, f1=0.2),
+                                                               _res("no_fes", 0, f1=0.3)])["table"]}
+    long = {"meta": {"max_steps": 4000}, "table": aggregate([_res("plan", 0, f1=0.3), _res("plan", 1, f1=0.4)])["table"]}
+    md = budget_markdown([short, long], metrics=("f1",))
+    lines = md.splitlines()
+    assert lines[0] == "| variant | f1 at 1500 steps | f1 at 4000 steps |"
+    assert lines[2] == "| plan | 15.0 ± 7.1 | 35.0 ± 7.1 |"
+    assert lines[3] == "| no_fes | 30.0 | - |"  # one seed: no sd; absent at 4000 steps
+    with pytest.raises(PlanLiteError):
+        budget_markdown([])

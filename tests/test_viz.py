@@ -261,3 +261,23 @@ def test_experiment_figures_draw_every_variant_and_mechanism():
     assert len(cons.patches) == 8  # 2 variants x 4 figures
     with pytest.raises(PlanLiteError, match="paired"):
         plot_paired_differences({"paired": {}})
+
+
+def test_budget_figure_has_one_bar_per_variant_and_budget():
+    from plan_lite.engine.experiment import aggregate
+    from plan_lite.viz.plots import plot_budgets
+
+    def report(steps, variants):
+        rs = [{"variant": v, "seed": s, "summary": {"f1": 0.1 * (s + 1), "recall": 0.3}} for v in variants
+              for s in range(2)]
+        return {"meta": {"max_steps": steps}, **aggregate(rs)}
+
+    fig = plot_budgets([report(1500, ("plan", "no_fes")), report(4000, ("plan", "no_fes", "pixel_only"))],
+                       metrics=("f1", "recall"))
+    f1 = fig.axes[0]
+    assert [t.get_text() for t in f1.get_xticklabels()] == ["plan", "no_fes", "pixel_only"]
+    assert len(f1.patches) == 6  # 3 variants x 2 budgets (a variant absent at 1500 steps draws no visible bar)
+    assert [t.get_text() for t in f1.get_legend().get_texts()] == ["1500 steps", "4000 steps"]
+    assert f1.patches[0].get_height() == pytest.approx(15.0)  # plan at 1500 steps: mean of 10 % and 20 %
+    with pytest.raises(PlanLiteError, match="plot_budgets"):
+        plot_budgets([])

@@ -263,6 +263,27 @@ def ablation_markdown(report: dict, columns=TABLE_COLUMNS) -> str:
     return "\n".join(lines) + "\n"
 
 
+
+def budget_markdown(reports: list[dict], metrics=("f1", "precision", "recall", "recall_[10,20)", "auc_any_tumor"),
+                    ) -> str:
+    """Markdown comparing experiments at different budgets: one row per variant, for each metric one column per
+    report (mean ± sd over its seeds, in %), in the order given; variants missing from a report show "-"."""
+    if not reports:
+        raise PlanLiteError("budget_markdown: needs at least one report")
+
+    def budget(r):
+        m = r["meta"]
+        return f"{m['max_steps']} steps" if m.get("max_steps") else f"{m.get('max_minutes')} min"
+
+    variants = list(dict.fromkeys(v for r in reports for v in r["table"]))
+    head = [f"{k} at {budget(r)}" for k in metrics for r in reports]
+    lines = ["| variant | " + " | ".join(head) + " |", "|---|" + "---|" * len(head)]
+    for v in variants:
+        cells = [_cell(r["table"][v][k]) if v in r["table"] and k in r["table"][v] else "-"
+                 for k in metrics for r in reports]
+        lines.append(f"| {v} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
 # --------------------------------------------------------------------------------------------------- driver
 def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_VARIANTS, seeds=(0,),
                    max_steps: int | None = None, max_minutes: float | None = None, overrides: dict | None = None,
@@ -346,4 +367,4 @@ def run_experiment(dataset_dir, out_dir, preset: str = "tiny", variants=DEFAULT_
 
 
 __all__ = ["run_experiment", "run_one", "summary_row", "aggregate", "mechanisms", "verdict", "stage2_curves",
-           "ablation_markdown", "DEFAULT_VARIANTS", "METRICS", "PAPER_SIGN"]
+           "ablation_markdown", "budget_markdown", "DEFAULT_VARIANTS", "METRICS", "PAPER_SIGN"]

@@ -17,6 +17,7 @@ from typing import Any
 
 from plan_lite.viz.montage import LABEL_COLORS, WINDOWS, choose_slices, lesion_components, montage
 from plan_lite.viz.plots import (
+    plot_budgets,
     plot_hu_curves,
     plot_loss_curves,
     plot_mechanisms,
@@ -42,5 +43,5 @@ def slice_viewer(*args: Any, **kwargs: Any) -> Any:
     return _slice_viewer(*args, **kwargs)
 
 
-__all__ = ["LABEL_COLORS", "WINDOWS", "montage", "lesion_browser", "slice_viewer", "view3d", "plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms",
+__all__ = ["LABEL_COLORS", "WINDOWS", "montage", "lesion_browser", "slice_viewer", "view3d", "plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets",
            "plot_loss_curves", "plot_points", "plot_hu_curves", "choose_slices", "lesion_components"]

@@ -366,4 +366,30 @@ def plot_mechanisms(report: Mapping[str, Any]) -> Figure:
     return fig
 
 
-__all__ = ["plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]
+
+def plot_budgets(reports: Sequence[Mapping[str, Any]], metrics: Sequence[str] = ("f1", "recall", "precision")
+                 ) -> Figure:
+    """The same experiment at several budgets (``plan_lite.engine.experiment`` reports): one panel per metric, one
+    group of bars per variant, one bar per report (mean ± 1 sd over its seeds, in %), labelled by its budget."""
+    if not reports:
+        raise PlanLiteError("viz: plot_budgets needs at least one experiment report")
+    variants = list(dict.fromkeys(v for r in reports for v in r.get("table", {})))
+    fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(metrics)))
+    width = 0.8 / len(reports)
+    x = np.arange(len(variants))
+    for ax, k in zip(axes, metrics):
+        for i, r in enumerate(reports):
+            m = r.get("meta", {})
+            label = f"{m['max_steps']} steps" if m.get("max_steps") else f"{m.get('max_minutes')} min"
+            vals = [_val(r["table"].get(v, {}).get(k)) for v in variants]
+            ax.bar(x - 0.4 + width * (i + 0.5), [100 * a for a, _ in vals], width * 0.95,
+                   yerr=[100 * b for _, b in vals], capsize=2, color=_CYCLE[i % len(_CYCLE)], label=label)
+        ax.set_xticks(x, variants, fontsize=7, rotation=30, ha="right")
+        ax.set_title(k, fontsize=10)
+        ax.set_ylabel("%, mean ± sd over seeds", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    return fig
+
+__all__ = ["plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]
