@@ -2,12 +2,15 @@
 ``plan_lite.engine.experiment.run_experiment`` (``plan-lite experiment``) that adds a ``provenance`` block to
 ``OUT/ablation.json`` (command, date, machine, torch version, git commit, wall and total CPU seconds).
 
-The committed result ``benchmarks/results/ablation_nc_cpu.json`` / ``.md`` (lesson 7) is this command on the
+The committed result ``benchmarks/results/ablation_nc_cpu_4000.json`` / ``.md`` (lesson 7) is this command on the
 default synthetic cohort (``plan-lite synth DATA --cases 240 --seed 0 --spacing 5 4 4 --shape 24 96 96``), the
-non-contrast preset and lesson 5's CPU recipe, three seeds, two runs at a time with one torch thread each::
+non-contrast preset and lesson 5's CPU recipe, 4000 steps per run (about 10 CPU minutes of training for PLAN,
+the budget of the training goals), three seeds, two runs at a time with one torch thread each::
 
-    python benchmarks/ablation.py DATA --out runs/ablation_nc --preset tiny_nc --cpu-recipe --max-steps 1500 \\
+    python benchmarks/ablation.py DATA --out runs/ablation_nc_4000 --preset tiny_nc --cpu-recipe --max-steps 4000 \\
         --seeds 0 1 2 --jobs 2 --threads 1 --no-validate
+
+``ablation_nc_cpu.json`` / ``.md`` is the same with ``--max-steps 1500`` (lesson 7 compares the two budgets).
 
 Finished runs are kept (``OUT/{variant}/seed{s}/result.json``): the same command resumes, and more ``--seeds``
 add runs.
