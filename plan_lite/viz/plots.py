@@ -374,7 +374,7 @@ def plot_budgets(reports: Sequence[Mapping[str, Any]], metrics: Sequence[str] = 
     if not reports:
         raise PlanLiteError("viz: plot_budgets needs at least one experiment report")
     variants = list(dict.fromkeys(v for r in reports for v in r.get("table", {})))
-    fig = Figure(figsize=(4.2 * len(metrics), 3.4), layout="constrained")
+    fig = Figure(figsize=(3.1 * len(metrics), 3.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(metrics)))
     width = 0.8 / len(reports)
     x = np.arange(len(variants))
@@ -385,11 +385,11 @@ def plot_budgets(reports: Sequence[Mapping[str, Any]], metrics: Sequence[str] = 
             vals = [_val(r["table"].get(v, {}).get(k)) for v in variants]
             ax.bar(x - 0.4 + width * (i + 0.5), [100 * a for a, _ in vals], width * 0.95,
                    yerr=[100 * b for _, b in vals], capsize=2, color=_CYCLE[i % len(_CYCLE)], label=label)
-        ax.set_xticks(x, variants, fontsize=7, rotation=30, ha="right")
-        ax.set_title(k, fontsize=10)
-        ax.set_ylabel("%, mean ± sd over seeds", fontsize=8)
+        ax.set_xticks(x, variants, fontsize=8, rotation=35, ha="right")
+        ax.set_title(k, fontsize=11)
+        ax.set_ylabel("%, mean ± sd over seeds", fontsize=9)
         ax.grid(axis="y", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     return fig
 
 __all__ = ["plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]

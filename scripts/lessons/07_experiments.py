@@ -215,7 +215,7 @@ budget_reports = []
 shorter_path = Path(shorter_reference) if shorter_reference else None
 if ref is not None and shorter_path is not None and shorter_path.is_file():
     budget_reports = sorted([json.loads(shorter_path.read_text()), ref], key=lambda r: r["meta"].get("max_steps") or 0)
-    display(Markdown(budget_markdown(budget_reports)))
+    display(Markdown(budget_markdown(budget_reports, metrics=("f1", "precision", "recall"))))
     show(plot_budgets(budget_reports, metrics=("f1", "recall", "precision")), out_path, "budgets")
 else:
     print(f"no shorter experiment at {shorter_reference!r}")
