@@ -10,7 +10,8 @@ the budget of the training goals), three seeds, two runs at a time with one torc
     python benchmarks/ablation.py DATA --out runs/ablation_nc_4000 --preset tiny_nc --cpu-recipe --max-steps 4000 \\
         --seeds 0 1 2 --jobs 2 --threads 1 --no-validate
 
-``ablation_nc_cpu.json`` / ``.md`` is the same with ``--max-steps 1500`` (lesson 7 compares the two budgets).
+``ablation_nc_cpu.json`` / ``.md`` is the same with ``--max-steps 1500`` (lesson 7 compares the two budgets), and
+``ablation_dce_cpu_4000.json`` / ``.md`` the same with ``--preset tiny`` (three phases; 136 min wall, 258 CPU min).
 
 Finished runs are kept (``OUT/{variant}/seed{s}/result.json``): the same command resumes, and more ``--seeds``
 add runs.

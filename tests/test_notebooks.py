@@ -172,7 +172,9 @@ def _check_07(m, out):
     assert m["reference_variants"] == ["plan", "no_anchor", "no_fes", "no_consistency", "pixel_only", "mask2former"]
     assert m["reference_cpu_minutes"] > 0 and m["reference_max_steps"] == 4000
     assert m["budgets_compared"] == [1500, 4000]
-    for png in ("ablation_paired", "mechanisms", "budgets"):
+    # and the same experiment on the three-phase cohort (ablation_dce_cpu_4000.json)
+    assert m["dce_variants"] == m["reference_variants"] and m["dce_preset"] == "tiny"
+    for png in ("ablation_paired", "mechanisms", "budgets", "ablation_paired_dce"):
         assert (out / f"{png}.png").exists(), png
 
 
