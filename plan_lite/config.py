@@ -140,6 +140,9 @@ class InferConfig:
     ``"semantic"`` (PLAN's semantic merge of all queries, then ``lesion_decision``; the official code).
     ``semantic``: the per-voxel class probabilities for background and organs (and for ``"semantic"`` output):
     ``"lesion"`` (lesion branch), ``"pixel"`` (pixel branch softmax) or ``"fused"`` (their mean).
+    ``lesion_type``: where each predicted lesion's type comes from: ``"query"`` (the lesion branch's class head,
+    per voxel; the paper), ``"pixel"`` (the pixel branch's mean type probabilities over the lesion) or ``"fused"``
+    (the mean of the two distributions); the lesion is then one type throughout (``postprocess.retype_lesions``).
     Post-processing: lesions under ``drop_lesions_below_mm3`` or farther than ``max_liver_distance_mm``
     from the predicted liver are dropped (book/design_decisions.md#dd-inference).
     """
@@ -147,6 +150,7 @@ class InferConfig:
     lesion_output: Literal["instance", "semantic"] = "instance"
     semantic: Literal["lesion", "pixel", "fused"] = "lesion"
     lesion_decision: Literal["argmax", "merged"] = "argmax"  # semantic output
+    lesion_type: Literal["query", "pixel", "fused"] = "query"
     score_threshold: float = 0.5  # instance output: keep queries whose score exceeds it
     mask_threshold: float = 0.5  # instance output: a query's mask = sigmoid > this
     overlap: float = 0.5  # sliding-window overlap

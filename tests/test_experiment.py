@@ -89,18 +89,21 @@ def test_match_quality_measures_matched_lesion_masks_and_classes():
 
 
 def test_readout_gap_compares_lesion_types_with_the_patient_branch(tmp_path):
-    from plan_lite.labels import LESION_TYPE_NAMES
+    # the files are written by predict's own writer, so the reader and the writer cannot disagree on a key
+    from plan_lite.engine.predict import CasePrediction, write_prediction
+    from plan_lite.labels import LESION_TYPE_NAMES, patient_output_names
     from plan_lite.metrics import readout_gap
 
     t0, t1 = LESION_TYPE_NAMES[0], LESION_TYPE_NAMES[1]
-    (tmp_path / "a_lesions.json").write_text(json.dumps({"lesions": [{"type_probs": {t0: 0.8, t1: 0.1}},
-                                                                      {"type_probs": {t0: 0.2, t1: 0.6}}]}))
-    from plan_lite.labels import patient_output_names
+    names = patient_output_names()
 
-    pat = {n: 0.0 for n in patient_output_names()} | {f"type_{t0}": 0.5}
-    (tmp_path / "a_patient.json").write_text(json.dumps(pat))
-    (tmp_path / "b_lesions.json").write_text(json.dumps({"lesions": []}))  # no lesions: readout 0
-    (tmp_path / "b_patient.json").write_text(json.dumps({n: 0.25 for n in patient_output_names()}))
+    def case(cid, type_probs, patient):
+        lesions = [{"id": i + 1, "type_probabilities": tp} for i, tp in enumerate(type_probs)]
+        write_prediction(CasePrediction(cid, np.zeros((2, 2, 2), np.uint8), np.eye(4), (1.0, 1.0, 1.0), lesions,
+                                        patient), tmp_path)
+
+    case("a", [{t0: 0.8, t1: 0.1}, {t0: 0.2, t1: 0.6}], {n: 0.0 for n in names} | {f"type_{t0}": 0.5})
+    case("b", [], {n: 0.25 for n in names})  # no lesions: readout 0
     g = readout_gap(tmp_path, ["a", "b", "missing"])
     n = len(LESION_TYPE_NAMES)
     assert g["n_cases"] == 2

@@ -307,6 +307,44 @@ def test_extract_lesions():
     assert rec["type_probs"]["fnh"] == rec["type_probs"]["hepatoblastoma"] == 0.5
 
 
+def test_retype_lesions_takes_each_lesions_type_from_the_chosen_source():
+    from plan_lite.model.postprocess import retype_lesions
+
+    lab = np.zeros((4, 10, 10), dtype=np.uint8)
+    lab[1:3, 1:4, 1:4] = 7  # lesion 1: 18 voxels, 12 hcc (7) + 6 cyst (13) by the queries
+    lab[1:3, 1:4, 3] = 13
+    lab[1:3, 6:9, 6:9] = 8  # lesion 2: 18 voxels of icc (8)
+    first = min(LESION_LABELS)
+    query = np.zeros((8, *lab.shape), np.float32)
+    for k in LESION_LABELS:
+        query[k - first][lab == k] = 0.6
+    query[13 - first][lab == 7] = 0.3  # hcc voxels are unsure between hcc and cyst
+    pixel = np.zeros_like(query)
+    pixel[13 - first][lab > 0] = 0.5  # the pixel branch says cyst everywhere, weakly ...
+    pixel[8 - first][lab == 8] = 0.9  # ... except on lesion 2, which it calls icc strongly
+    results = {}
+    for source in ("query", "pixel", "fused"):
+        out = lab.copy()
+        recs, inst = label_lesions(out, None, (1.0, 1.0, 1.0), min_volume_mm3=1, max_liver_distance_mm=None)
+        before = [r["probability"] for r in recs]
+        retype_lesions(out, inst, recs, query, pixel, source)
+        assert [r["probability"] for r in recs] == before  # the detection score is not touched
+        assert ((out > 0) == (lab > 0)).all()  # nor which voxels are lesions
+        results[source] = out, recs
+    q, _ = results["query"]
+    assert (q == lab).all()  # query: the per-voxel types stand (two types inside lesion 1)
+    p, precs = results["pixel"]
+    assert set(np.unique(p[inst == 1])) == {13} and set(np.unique(p[inst == 2])) == {8}
+    assert precs[0]["type_name"] == "cyst" and precs[0]["type_probs"]["cyst"] == pytest.approx(1.0)
+    f, frecs = results["fused"]
+    # lesion 1: query mean hcc 0.4, cyst 0.4 -> normalised 0.5 / 0.5; pixel cyst 1.0 -> fused cyst 0.75
+    assert set(np.unique(f[inst == 1])) == {13}
+    assert frecs[0]["type_probs"]["cyst"] == pytest.approx(0.75)
+    assert frecs[1]["label"] == 8 and sum(frecs[1]["type_probs"].values()) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="lesion type source"):
+        retype_lesions(lab.copy(), inst, recs, query, pixel, "vote")
+
+
 def test_decide_labels_merged_vs_argmax():
     """Lesion probability split over types: argmax keeps liver, "merged" calls a lesion of the best type;
     a voxel where liver beats the summed lesion probability stays liver under both rules."""

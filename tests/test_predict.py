@@ -148,3 +148,29 @@ def test_predict_uses_the_checkpoints_inference_settings(odd_case, tmp_path):
         assert read_image(tmp_path / sub / "odd_nc.nii.gz")[0].shape == src_shape
     with pytest.raises(PlanLiteError, match="lesion_output"):
         Predictor(inst, lesion_output="panoptic")
+
+
+def test_lesion_type_source_changes_types_not_detections(odd_case, tmp_path):
+    """``lesion_type`` (``cfg.infer`` or argument) retypes each predicted lesion as a whole from the pixel branch
+    (or both branches); which voxels are lesions, the records and the patient scores stay the same."""
+    d, paths, _ = odd_case
+    img, lab = make_case(0, shape=(10, 30, 26), n_channels=3, group="tumor")
+    case = Case(img.astype(np.float32), lab, (3.0, 2.3, 1.7), ODD_AFFINE, "odd")
+    ckpt = make_checkpoint(tmp_path / "m.pt", cases=[case], score_threshold=0.0, lesion_type="pixel")
+    out = {}
+    for source in ("query", "pixel", "fused"):
+        o = predict(ckpt, paths, tmp_path / source, progress=False, lesion_type=None if source == "pixel" else source)
+        assert json.loads((o / "prediction.json").read_text())["lesion_type"] == source
+        lesions = json.loads((o / "odd_nc_lesions.json").read_text())["lesions"]
+        out[source] = read_image(o / "odd_nc.nii.gz")[0], lesions, json.loads((o / "odd_nc_patient.json").read_text())
+    q_label, q_lesions, q_patient = out["query"]
+    assert q_lesions, "the untrained model at score threshold 0 should paint lesions"
+    for source in ("pixel", "fused"):
+        label, lesions, patient = out[source]
+        assert ((label >= 7) == (q_label >= 7)).all()
+        assert [les["volume_mm3"] for les in lesions] == [les["volume_mm3"] for les in q_lesions]
+        assert patient == q_patient
+        for les in lesions:  # one type per lesion, the argmax of its (summing-to-1) type probabilities
+            probs = les["type_probabilities"]
+            assert sum(probs.values()) == pytest.approx(1.0)
+            assert les["type"] == max(probs, key=probs.get)

@@ -32,6 +32,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="class probabilities from the lesion branch (paper), the pixel branch, or their mean")
     g.add_argument("--lesion-decision", choices=("argmax", "merged"),
                    help="semantic output: argmax of 15 classes, or lesion where the summed lesion probability wins")
+    g.add_argument("--lesion-type", choices=("query", "pixel", "fused"),
+                   help="each lesion's type from the lesion branch's queries (paper), the pixel branch, or both")
     g.add_argument("--overlap", type=float, help="sliding-window overlap")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -43,12 +45,13 @@ def run(args: argparse.Namespace) -> int:
     out = predict(args.checkpoint, args.inputs, args.out, progress=not args.no_progress, split=None if args.split is None else tuple(args.split),
                   keep_outside_liver=args.keep_outside_liver, device=args.device, overlap=args.overlap,
                   two_pass=args.two_pass, semantic=args.semantic, lesion_decision=args.lesion_decision,
-                  lesion_output=args.lesion_output, score_threshold=args.score_threshold)
+                  lesion_output=args.lesion_output, score_threshold=args.score_threshold,
+                  lesion_type=args.lesion_type)
     import json
 
     used = json.loads((out / "prediction.json").read_text())
     how = (f"lesion_output=instance, score_threshold={used['score_threshold']}" if used["lesion_output"] == "instance"
            else f"lesion_output=semantic, lesion_decision={used['lesion_decision']}")
     print(f"predictions: {out} (checkpoint step {used['step']}, stage {used['checkpoint_stage']}; inference: "
-          f"{how}, semantic={used['semantic']}; settings in prediction.json)")
+          f"{how}, semantic={used['semantic']}, lesion_type={used['lesion_type']}; settings in prediction.json)")
     return 0

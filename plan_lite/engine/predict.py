@@ -68,8 +68,9 @@ class Predictor:
                  keep_outside_liver: bool = False, min_volume_mm3: float | None = None,
                  max_liver_distance_mm: float | None = None, two_pass: bool = False, semantic: str | None = None,
                  lesion_decision: str | None = None, lesion_output: str | None = None,
-                 score_threshold: float | None = None):
+                 score_threshold: float | None = None, lesion_type: str | None = None):
         from plan_lite.engine.training_data import make_preprocessor
+        from plan_lite.model.postprocess import LESION_TYPE_SOURCES
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if checkpoint is not None:
@@ -105,7 +106,9 @@ class Predictor:
         self.lesion_decision = pick(lesion_decision, inf.lesion_decision)
         self.lesion_output = pick(lesion_output, inf.lesion_output)
         self.score_threshold = float(pick(score_threshold, inf.score_threshold))
+        self.lesion_type = pick(lesion_type, inf.lesion_type)
         for name, value, allowed in (("semantic", self.semantic, SEMANTIC_SOURCES),
+                                     ("lesion_type", self.lesion_type, LESION_TYPE_SOURCES),
                                      ("lesion_decision", self.lesion_decision, ("argmax", "merged")),
                                      ("lesion_output", self.lesion_output, ("instance", "semantic"))):
             if value not in allowed:
@@ -116,6 +119,9 @@ class Predictor:
         self.two_pass = two_pass
         # instance output needs the lesion branch's queries (stage 2 of a model that has them)
         self.instance = self.lesion_output == "instance" and cfg.model.lesion_branch and self.stage >= 2
+        # the pixel branch's 8 lesion-type channels, stitched when lesion types come from it and nothing else holds them
+        self.pixel_types = (self.lesion_type != "query" and self.semantic != "pixel" and cfg.model.lesion_branch
+                            and self.stage >= 2)
         self.names = patient_output_names(cfg.model.patient_groups)
         self.has_patient = cfg.model.patient_branch and self.stage >= 2
 
@@ -123,7 +129,8 @@ class Predictor:
         """Where the weights come from (checkpoint, step, stage) and the inference settings used."""
         return {**self.source, "stage": self.stage,
                 "lesion_output": "instance" if self.instance else "semantic", "semantic": self.semantic,
-                "lesion_decision": self.lesion_decision, "score_threshold": self.score_threshold,
+                "lesion_decision": self.lesion_decision, "lesion_type": self.lesion_type,
+                "score_threshold": self.score_threshold,
                 "mask_threshold": self.cfg.infer.mask_threshold, "overlap": self.overlap, "two_pass": self.two_pass,
                 "keep_outside_liver": self.max_dist is None, "min_volume_mm3": self.min_volume_mm3}
 
@@ -141,6 +148,8 @@ class Predictor:
         if self.instance:
             painted = instance_inference(out, self.score_threshold, self.cfg.infer.mask_threshold)
             probs = torch.cat([probs, painted], 1)
+        if self.pixel_types:
+            probs = torch.cat([probs, torch.softmax(out["pixel_logits"].float(), dim=1)[:, min(LESION_LABELS):]], 1)
         if self.has_patient and "patient_logits" in out:
             pat = torch.sigmoid(out["patient_logits"].float())[:, :, None, None, None]
             probs = torch.cat([probs, pat.expand(-1, -1, *probs.shape[2:])], 1)
@@ -148,8 +157,8 @@ class Predictor:
 
     @torch.no_grad()
     def stitched(self, image: np.ndarray) -> torch.Tensor:
-        """(15 [+ 10] [+ 11], D, H, W) Gaussian-stitched semantic probabilities [, painted instances]
-        [, patient channels] of a preprocessed (C, D, H, W) image."""
+        """(15 [+ 10] [+ 8] [+ 11], D, H, W) Gaussian-stitched semantic probabilities [, painted instances]
+        [, the pixel branch's lesion types] [, patient channels] of a preprocessed (C, D, H, W) image."""
         from monai.inferers import sliding_window_inference
 
         x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(self.device)
@@ -192,14 +201,17 @@ class Predictor:
             decide_labels,
             instance_labels,
             label_lesions,
+            retype_lesions,
         )
 
+        first = min(LESION_LABELS)
         probs = out[:NUM_CLASSES]
-        first_patient = NUM_CLASSES + (INSTANCE_CHANNELS if self.instance else 0)
+        first_pixel = NUM_CLASSES + (INSTANCE_CHANNELS if self.instance else 0)
+        first_patient = first_pixel + (NUM_CLASSES - first if self.pixel_types else 0)
         scores = None
         if self.instance:
             thr = self.score_threshold if score_threshold is None else score_threshold
-            label, scores, type_probs = instance_labels(probs, out[NUM_CLASSES:first_patient], score_threshold=thr)
+            label, scores, type_probs = instance_labels(probs, out[NUM_CLASSES:first_pixel], score_threshold=thr)
             probs = probs.clone()
             probs[min(LESION_LABELS):] = torch.from_numpy(type_probs)  # lesion records: the queries' types
         else:
@@ -207,9 +219,12 @@ class Predictor:
         lesion_vox = np.isin(label, LESION_LABELS)
         records, inst = label_lesions(label, probs, prep.spacing, self.min_volume_mm3,
                                       max_liver_distance_mm=self.max_dist, scores=scores)
+        if self.lesion_type != "query":  # pixel-branch types: stitched beside, or the semantic channels themselves
+            pixel = out[first_pixel:first_patient] if self.pixel_types else out[first:NUM_CLASSES]
+            retype_lesions(label, inst, records, probs[first:], pixel, self.lesion_type)
         dropped = lesion_vox & (inst == 0)
         if dropped.any():
-            label[dropped] = out[: min(LESION_LABELS)].argmax(0).numpy()[dropped]
+            label[dropped] = out[:first].argmax(0).numpy()[dropped]
             lesion_vox = lesion_vox & ~dropped
         if out.shape[0] > first_patient:
             pat = out[first_patient:]
@@ -321,7 +336,7 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
             keep_outside_liver: bool = False, device: str | None = None, overlap: float | None = None,
             two_pass: bool = False, predictor: Predictor | None = None, semantic: str | None = None,
             lesion_decision: str | None = None, lesion_output: str | None = None,
-            score_threshold: float | None = None) -> Path:
+            score_threshold: float | None = None, lesion_type: str | None = None) -> Path:
     """Predict every input case into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     Every inference setting left at None comes from the checkpoint's ``cfg.infer`` (the settings training
@@ -332,12 +347,15 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
     (``tiny``, a few hundred steps) reach a useful pixel branch long before the lesion branch's query masks are
     sharp.
     ``lesion_decision`` (``"argmax"`` or ``"merged"``) turns probabilities into labels (``decide_labels``).
+    ``lesion_type`` (``"query"``, ``"pixel"`` or ``"fused"``): where each lesion's type comes from
+    (``plan_lite.model.postprocess.retype_lesions``).
     ``split`` (MSD folder input): one split name or several, e.g. ``("val", "test")`` so that the evaluation can
     choose the patient threshold on ``val`` before it is applied to ``test``.
     """
     pred = predictor or Predictor(checkpoint, device=device, overlap=overlap, keep_outside_liver=keep_outside_liver,
                                   two_pass=two_pass, semantic=semantic, lesion_decision=lesion_decision,
-                                  lesion_output=lesion_output, score_threshold=score_threshold)
+                                  lesion_output=lesion_output, score_threshold=score_threshold,
+                                  lesion_type=lesion_type)
     loaders = resolve_inputs(inputs if isinstance(inputs, (list, tuple)) else [inputs], pred.cfg.data.phases, split)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -175,8 +175,8 @@ def readout_gap(pred_dir, cases) -> dict:
     """Agreement of a prediction's two patient-level readouts (Sec. 2.3, the consistency loss's target).
 
     Per case and lesion type t: the lesion-derived readout ``d_t`` = the highest type-t probability among the
-    predicted lesions (``{case}_lesions.json``, ``type_probs``; 0 without lesions) and the patient branch's
-    ``p_t`` (``{case}_patient.json``, ``type_<t>``). Returns ``{"mean_abs_gap": mean |d_t - p_t| over cases and
+    predicted lesions (``{case}_lesions.json`` as ``predict`` writes it, ``type_probabilities``; 0 without
+    lesions) and the patient branch's ``p_t`` (``{case}_patient.json``, ``type_<t>``). Returns ``{"mean_abs_gap": mean |d_t - p_t| over cases and
     the 8 types, "n_cases": ...}``; ``mean_abs_gap`` is None when no case has both files (no patient branch).
     """
     from plan_lite.labels import LESION_TYPE_NAMES
@@ -192,6 +192,6 @@ def readout_gap(pred_dir, cases) -> dict:
         pat = read_patient_scores(pat_f)
         n += 1
         for t in LESION_TYPE_NAMES:
-            d = max((float(r.get("type_probs", {}).get(t, 0.0)) for r in lesions), default=0.0)
+            d = max((float(r["type_probabilities"].get(t, 0.0)) for r in lesions), default=0.0)
             gaps.append(abs(d - float(pat[f"type_{t}"])))
     return {"mean_abs_gap": float(np.mean(gaps)) if gaps else None, "n_cases": n}

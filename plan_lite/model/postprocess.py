@@ -229,6 +229,43 @@ def label_lesions(label_map, probs=None, spacing=(1.0, 1.0, 1.0), min_volume_mm3
     return records, instances
 
 
+LESION_TYPE_SOURCES = ("query", "pixel", "fused")
+
+
+def retype_lesions(label_map: np.ndarray, instances: np.ndarray, records: list[dict], query_types, pixel_types,
+                   source: str = "fused") -> None:
+    """Give each lesion one type from the chosen source, in place (``InferConfig.lesion_type``).
+
+    ``label_map`` / ``instances``: the output of ``label_lesions`` (record ``id`` i = voxels ``instances == i``);
+    ``query_types`` / ``pixel_types`` (8, D, H, W): the lesion branch's and the pixel branch's probabilities of the
+    8 lesion types (numpy or torch). ``"query"`` changes nothing (the lesion branch's per-voxel types stand).
+    Otherwise, per lesion, each source's mean over the lesion's voxels is normalised to sum 1; ``"pixel"`` takes
+    the pixel branch's, ``"fused"`` the mean of both. The lesion's voxels get the argmax type, and its record's
+    ``label`` / ``type`` / ``type_name`` / ``type_probs`` follow (``probability``, the detection score, is kept).
+    """
+    if source not in LESION_TYPE_SOURCES:
+        raise ValueError(f"lesion type source must be one of {LESION_TYPE_SOURCES}, got {source!r}")
+    if source == "query" or not records:
+        return
+    q_all = torch.as_tensor(query_types).float().numpy()
+    p_all = torch.as_tensor(pixel_types).float().numpy()
+    objs = ndimage.find_objects(instances)
+
+    def dist(values: np.ndarray) -> np.ndarray:
+        m = values.mean(1).astype(np.float64)
+        return m / m.sum() if m.sum() > 0 else np.full(len(m), 1.0 / len(m))
+
+    for r in records:
+        sl = objs[r["id"] - 1]
+        comp = instances[sl] == r["id"]
+        q, p = dist(q_all[(slice(None), *sl)][:, comp]), dist(p_all[(slice(None), *sl)][:, comp])
+        d = p if source == "pixel" else 0.5 * (q + p)
+        label = int(LESION_LABELS[int(np.argmax(d))])
+        label_map[sl][comp] = label
+        r.update(label=label, type=label, type_name=LABEL_NAMES[label],
+                 type_probs={LABEL_NAMES[k]: float(v) for k, v in zip(LESION_LABELS, d)})
+
+
 def extract_lesions(label_map, probs=None, spacing=(1.0, 1.0, 1.0), min_volume_mm3: float = 25.0,
                     liver_label: int = LIVER_LABEL, max_liver_distance_mm: float | None = 3.0) -> list[dict]:
     """Lesion records of a predicted label map (see ``label_lesions``, which also returns the instance map)."""
