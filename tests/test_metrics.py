@@ -338,6 +338,25 @@ def test_evaluate_folders_volume_score_mode(tmp_path):
     assert m2["n_cases"] == 6 and m2["patient"]["available"] is False and m2["patient"]["auc_malignant"] is None
 
 
+
+def test_bootstrap_intervals_resample_cases_including_type_accuracy(tmp_path):
+    from plan_lite.metrics import bootstrap_intervals
+
+    gt, pred, cases = _write_cohort(tmp_path, patient_json=False)
+    m = evaluate_folders(gt, pred, cases, score_source="volume", progress=False)
+    per = m["per_case"]
+    assert sum(c["type_n"] for c in per.values()) == m["lesion"]["type_n"]
+    assert sum(c["type_correct"] for c in per.values()) == round(m["lesion"]["type_accuracy"] * m["lesion"]["type_n"])
+    bins = {"[3,5)": {"gt": 1, "detected": 1}}
+    right = {"tp": 1, "fp": 0, "fn": 0, "by_radius": bins, "type_n": 1, "type_correct": 1}
+    wrong = {"tp": 1, "fp": 1, "fn": 0, "by_radius": bins, "type_n": 1, "type_correct": 0}
+    same = bootstrap_intervals({"per_case": {"a": right, "b": right}}, n_boot=200)
+    assert same["type_accuracy"] == (1.0, 1.0) and same["precision"] == (1.0, 1.0)
+    mixed = bootstrap_intervals({"per_case": {str(i): (right if i % 2 else wrong) for i in range(20)}}, n_boot=500)
+    lo, hi = mixed["type_accuracy"]
+    assert 0.2 < lo < 0.5 < hi < 0.8  # 10 of 20 typed right: the interval straddles one half, well inside (0, 1)
+    assert mixed["precision"][0] < 20 / 30 < mixed["precision"][1]
+
 STABLE = ["n_cases", "pixel.dice", "pixel.dice_incl_empty", "lesion.tp", "lesion.fp", "lesion.fn",
           "lesion.precision", "lesion.recall", "lesion.type_accuracy", "patient.sensitivity",
           "patient.specificity_normal", "patient.specificity_hard", "patient.auc_malignant", "patient.auc_benign",

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from plan_lite.errors import PlanLiteError
-from plan_lite.labels import PATIENT_GROUPS
+from plan_lite.labels import LESION_LABELS, PATIENT_GROUPS
 from plan_lite.metrics.lesion import DEFAULT_RADIUS_BINS, lesion_metrics_case, summarize_lesions, tumor_mask
 from plan_lite.metrics.patient import PATIENT_NAMES, patient_metrics, read_cases_table, read_patient_scores
 from plan_lite.metrics.pixel import dice_from_counts, summarize_pixel
@@ -152,9 +152,11 @@ def evaluate_folders(gt_dir, pred_dir, cases_csv=None, splits=("test",), score_s
         lesions.append(r["lesion"])
         volumes[case] = r["pred_volume_mm3"]
         lc = r["lesion"]
+        typed = [(g, p) for g, p in lc["type_pairs"] if not (ignore_other_type and g == max(LESION_LABELS))]
         per_case[case] = {"dice": r["pixel"]["dice"], "gt_empty": r["pixel"]["gt_empty"], "tp": lc["tp"],
                           "fp": lc["fp"], "fn": lc["fn"], "pred_volume_mm3": r["pred_volume_mm3"]["any_tumor"],
-                          "by_radius": lc["by_radius"]}
+                          "by_radius": lc["by_radius"], "type_n": len(typed),
+                          "type_correct": sum(g == p for g, p in typed)}
     out = {"n_cases": len(cases), "splits": list(splits) if (rows is not None and splits) else None,
            "pixel": summarize_pixel(pixels),
            "lesion": summarize_lesions(lesions, radius_bins, ignore_other_type=ignore_other_type),
@@ -215,7 +217,7 @@ def marked_liver_fraction(gt_dir, pred_dir, cases=None) -> float:
     probability at most this fraction. ``cases``: the case ids to pool (default: every prediction in ``pred_dir``).
     """
     from plan_lite.data.io import read_image
-    from plan_lite.labels import LESION_LABELS, LIVER_LABEL
+    from plan_lite.labels import LIVER_LABEL
 
     gt_dir, pred_dir = Path(gt_dir), Path(pred_dir)
     truth = GroundTruth(gt_dir)
@@ -244,7 +246,8 @@ def bootstrap_intervals(metrics: dict, n_boot: int = 1000, level: float = 0.95, 
     """Percentile bootstrap intervals over cases (resampled with replacement) of the lesion detection figures.
 
     Uses ``metrics["per_case"]`` of ``evaluate_folders``; returns ``{"precision": (lo, hi), "recall": ...,
-    "f1": ..., "recall_[3,5)": ..., ..., "recall_>=10": ...}`` (the last pools the bins from 10 mm up). A case is the unit because its lesions are not independent (one
+    "f1": ..., "recall_[3,5)": ..., ..., "recall_>=10": ..., "type_accuracy": ...}`` (``recall_>=10`` pools the
+    bins from 10 mm up; ``type_accuracy`` over the matched lesions of the resampled cases). A case is the unit because its lesions are not independent (one
     model, one image); an interval says how much the figure would move on another test cohort of that size.
     """
     cases = list(metrics.get("per_case", {}).values())
@@ -267,6 +270,10 @@ def bootstrap_intervals(metrics: dict, n_boot: int = 1000, level: float = 0.95, 
         big = [j for j, b in enumerate(bins) if _lower_edge(b) >= 10]
         if big:
             stats["recall_>=10"] = D[:, big].sum(1) / G[:, big].sum(1)
+        if "type_n" in cases[0]:
+            tn = np.array([c["type_n"] for c in cases], float)
+            tc = np.array([c["type_correct"] for c in cases], float)
+            stats["type_accuracy"] = tc[idx].sum(1) / tn[idx].sum(1)
     a = (1 - level) / 2
     out = {}
     for k, v in stats.items():
