@@ -79,6 +79,7 @@ def predict_all_sources(checkpoint: Path, data: Path, out: Path, progress: bool 
 
 
 def evaluate_source(data: Path, folder: Path, score_source: str) -> dict:
+    from plan_lite.engine.experiment import summary_row
     from plan_lite.metrics import bootstrap_intervals, evaluate_folders, readout_gap
 
     cases_csv = data / "cases.csv"
@@ -90,8 +91,7 @@ def evaluate_source(data: Path, folder: Path, score_source: str) -> dict:
         row[f"{split}_type_accuracy"] = les["type_accuracy"]
         row[f"{split}_type_n"] = les["type_n"]
         if split == "test":
-            tp, fp, fn = les["tp"], les["fp"], les["fn"]
-            row["f1"] = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else None
+            row["f1"] = summary_row(m)["f1"]
             row["auc_malignant"] = m["patient"].get("auc_malignant")
             row["type_accuracy_ci95"] = bootstrap_intervals(m).get("type_accuracy")
             row["readout_gap"] = readout_gap(folder, list(m["per_case"]))["mean_abs_gap"]

@@ -233,7 +233,7 @@ LESION_TYPE_SOURCES = ("query", "pixel", "fused")
 
 
 def retype_lesions(label_map: np.ndarray, instances: np.ndarray, records: list[dict], query_types, pixel_types,
-                   source: str = "fused") -> None:
+                   source: str) -> None:
     """Give each lesion one type from the chosen source, in place (``InferConfig.lesion_type``).
 
     ``label_map`` / ``instances``: the output of ``label_lesions`` (record ``id`` i = voxels ``instances == i``);
