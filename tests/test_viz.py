@@ -281,3 +281,27 @@ def test_budget_figure_has_one_bar_per_variant_and_budget():
     assert f1.patches[0].get_height() == pytest.approx(15.0)  # plan at 1500 steps: mean of 10 % and 20 %
     with pytest.raises(PlanLiteError, match="plot_budgets"):
         plot_budgets([])
+
+
+def test_type_source_figure_draws_test_bars_with_their_intervals_and_val_markers():
+    from plan_lite.viz.plots import plot_type_sources
+
+    def src(test, ci, val):
+        return {"test_type_accuracy": test, "type_accuracy_ci95": ci, "val_type_accuracy": val}
+
+    report = {"results": {
+        "a": {"sources": {"query": src(0.2, [0.1, 0.4], 0.3), "pixel": src(0.5, [0.3, 0.6], 0.45)}},
+        "b": {"sources": {"query": src(0.6, None, None), "pixel": src(0.7, [0.6, 0.8], 0.65)}}}}
+    fig = plot_type_sources(report)
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == pytest.approx([20, 60, 50, 70])  # query bars (a, b), then pixel bars
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
+    bars = ax.containers  # one ErrorbarContainer per source, next to its BarContainer
+    err = [c for c in bars if c.__class__.__name__ == "ErrorbarContainer"]
+    segs = err[0].lines[2][0].get_segments()  # query: a from 10 to 40 %, b without an interval (zero length)
+    assert segs[0][:, 1] == pytest.approx([10, 40]) and segs[1][0, 1] == pytest.approx(segs[1][1, 1])
+    val = [ln for ln in ax.lines if ln.get_marker() == "D"]
+    assert np.allclose(val[1].get_ydata(), [45, 65]) and np.isnan(val[0].get_ydata()[1])
+    with pytest.raises(PlanLiteError, match="plot_type_sources"):
+        plot_type_sources({"results": {}})

@@ -25,6 +25,7 @@ from plan_lite.viz.plots import (
     plot_points,
     plot_recall_by_size,
     plot_roc,
+    plot_type_sources,
 )
 from plan_lite.viz.view3d import view3d
 
@@ -43,5 +44,5 @@ def slice_viewer(*args: Any, **kwargs: Any) -> Any:
     return _slice_viewer(*args, **kwargs)
 
 
-__all__ = ["LABEL_COLORS", "WINDOWS", "montage", "lesion_browser", "slice_viewer", "view3d", "plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets",
+__all__ = ["LABEL_COLORS", "WINDOWS", "montage", "lesion_browser", "slice_viewer", "view3d", "plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets", "plot_type_sources",
            "plot_loss_curves", "plot_points", "plot_hu_curves", "choose_slices", "lesion_components"]

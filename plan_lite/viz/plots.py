@@ -392,4 +392,39 @@ def plot_budgets(reports: Sequence[Mapping[str, Any]], metrics: Sequence[str] = 
         ax.legend(fontsize=8)
     return fig
 
-__all__ = ["plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]
+
+def plot_type_sources(report: Mapping[str, Any]) -> Figure:
+    """Type accuracy of matched test lesions by lesion type source (``benchmarks/bench_type_source.py``'s JSON:
+    ``report["results"][checkpoint]["sources"][source]``): one group of bars per checkpoint, one bar per source
+    (``query`` / ``pixel`` / ``fused``, ``InferConfig.lesion_type``) with its 95 % bootstrap interval over test
+    cases, and a diamond at the source's val accuracy (what a choice on val would see)."""
+    results = report.get("results") or {}
+    if not results:
+        raise PlanLiteError("viz: plot_type_sources needs a report with results (bench_type_source.py's JSON)")
+    names = list(results)
+    sources = list(dict.fromkeys(s for r in results.values() for s in r.get("sources", {})))
+    fig, ax = _new((1.9 * len(names) + 2.4, 3.4))
+    width = 0.8 / max(1, len(sources))
+    x = np.arange(len(names))
+    for i, src in enumerate(sources):
+        rows = [results[n].get("sources", {}).get(src, {}) for n in names]
+        acc = np.array([np.nan if r.get("test_type_accuracy") is None else 100 * r["test_type_accuracy"]
+                        for r in rows])
+        ci = [r.get("type_accuracy_ci95") or (None, None) for r in rows]
+        lo = np.array([0.0 if c[0] is None else a - 100 * c[0] for a, c in zip(acc, ci)])
+        hi = np.array([0.0 if c[1] is None else 100 * c[1] - a for a, c in zip(acc, ci)])
+        xs = x - 0.4 + width * (i + 0.5)
+        color = _CYCLE[i % len(_CYCLE)]
+        ax.bar(xs, acc, width * 0.95, yerr=[np.clip(lo, 0, None), np.clip(hi, 0, None)], capsize=3, color=color,
+               label=f"{src} (test, 95 % CI)")
+        val = [np.nan if r.get("val_type_accuracy") is None else 100 * r["val_type_accuracy"] for r in rows]
+        ax.plot(xs, val, "D", ms=5, color="black", mfc="white", label="val" if i == 0 else None)
+    ax.set_xticks(x, [n.replace("_", " ") for n in names], fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("type accuracy of matched lesions (%)")
+    ax.set_title("Where a lesion's type comes from: the same detections typed three ways", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+__all__ = ["plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets", "plot_type_sources", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]
