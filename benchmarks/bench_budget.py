@@ -128,18 +128,13 @@ def run_one(job: dict) -> dict:
 
 
 def row_values(res: dict) -> dict:
-    les, pat = res["lesion"], res["patient"]
-    p, r = les.get("precision"), les.get("recall")
-    vals = {"recall": r, "precision": p, "f1": None if not p or not r else 2 * p * r / (p + r),
-            "dice": res["pixel"].get("dice"), "type_accuracy": les.get("type_accuracy")}
+    """The table's figures of one run: ``experiment.summary_row`` (the Table-4 columns, F1 from tp / fp / fn)
+    plus the recall of lesions of radius >= 10 mm pooled over its bins."""
+    from plan_lite.engine.experiment import summary_row
     from plan_lite.metrics import recall_from_bins
 
-    for name, b in (les.get("recall_by_radius") or {}).items():
-        vals[f"recall_{name}"] = b.get("recall") if isinstance(b, dict) else b
-    vals["recall_>=10"] = recall_from_bins(les.get("recall_by_radius") or {})
-    for k in ("auc_any_tumor", "auc_malignant", "auc_benign", "specificity_normal", "specificity_hard",
-              "sensitivity"):
-        vals[k] = pat.get(k)
+    vals = summary_row(res)
+    vals["recall_>=10"] = recall_from_bins(res["lesion"].get("recall_by_radius") or {})
     return vals
 
 

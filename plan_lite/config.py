@@ -140,6 +140,9 @@ class InferConfig:
     ``"semantic"`` (PLAN's semantic merge of all queries, then ``lesion_decision``; the official code).
     ``semantic``: the per-voxel class probabilities for background and organs (and for ``"semantic"`` output):
     ``"lesion"`` (lesion branch), ``"pixel"`` (pixel branch softmax) or ``"fused"`` (their mean).
+    ``instance_paint``: ``"panoptic"`` (Mask2Former's panoptic inference: the stuff queries compete for the voxels
+    too; the default) or ``"lesion"`` (only lesion queries paint; configs saved before the option existed);
+    ``overlap_threshold`` drops a query left with less than that fraction of its mask (0 = off).
     ``lesion_type``: where each predicted lesion's type comes from: ``"query"`` (the lesion branch's class head,
     per voxel; the paper), ``"pixel"`` (the pixel branch's mean type probabilities over the lesion) or ``"fused"``
     (the mean of the two distributions); the lesion is then one type throughout (``postprocess.retype_lesions``).
@@ -152,6 +155,8 @@ class InferConfig:
     lesion_decision: Literal["argmax", "merged"] = "argmax"  # semantic output
     lesion_type: Literal["query", "pixel", "fused"] = "query"
     score_threshold: float = 0.5  # instance output: keep queries whose score exceeds it
+    instance_paint: Literal["lesion", "panoptic"] = "panoptic"  # instance output: which kept queries compete per voxel
+    overlap_threshold: float = 0.0  # instance output: drop a query that paints < this fraction of its mask (M2F 0.8)
     mask_threshold: float = 0.5  # instance output: a query's mask = sigmoid > this
     overlap: float = 0.5  # sliding-window overlap
     drop_lesions_below_mm3: float = 25.0
@@ -218,7 +223,10 @@ _KINDS = (ModelConfig, LossConfig, DataConfig, TrainConfig, InferConfig)
 
 
 def _upgrade(d: dict[str, Any]) -> dict[str, Any]:
-    """Expand the meta-flags of configs saved before 0.3 into the plain flags they switched."""
+    """Expand the meta-flags of configs saved before 0.3 into the plain flags they switched; a config saved before
+    ``infer.instance_paint`` existed keeps the painting it was calibrated with (``"lesion"``)."""
+    if "instance_paint" not in d.get("infer", {}):
+        d = {**d, "infer": {**d.get("infer", {}), "instance_paint": "lesion"}}
     model = dict(d.get("model", {}))
     if "pixel_only" not in model and "mask2former" not in model and "num_classes" not in model:
         return d
@@ -320,6 +328,8 @@ def validate_config(cfg: PlanConfig) -> None:
                             "heads_lr_scale > 0")
     if not 0.0 <= inf.overlap < 1.0:
         raise PlanLiteError(f"config: infer.overlap must be in [0, 1), got {inf.overlap}")
+    if not 0.0 <= inf.overlap_threshold <= 1.0:
+        raise PlanLiteError(f"config: infer.overlap_threshold must be in [0, 1], got {inf.overlap_threshold}")
     total = total_stride(cfg)
     if any(p % t for p, t in zip(cfg.train.patch_size, total)):
         raise PlanLiteError(f"config: patch_size {cfg.train.patch_size} not divisible by total stride {total}")

@@ -89,6 +89,11 @@ def test_from_dict_round_trip_rejects_unknown_and_upgrades_old_flags():
     old["train"]["num_workers"] = 0
     up = PlanConfig.from_dict(old)
     assert up.model == get_preset("tiny", **VARIANTS["pixel_only"]).model
+    # a checkpoint saved before infer.instance_paint existed keeps the painting it was calibrated with
+    before = get_preset("tiny").to_dict()
+    del before["infer"]["instance_paint"]
+    assert PlanConfig.from_dict(before).infer.instance_paint == "lesion"
+    assert PlanConfig.from_dict(get_preset("tiny", instance_paint="panoptic").to_dict()).infer.instance_paint == "panoptic"
 
 
 def test_string_options_are_checked_from_their_literal_types():

@@ -411,6 +411,35 @@ def test_instance_inference_paints_kept_queries_by_score(head):
     assert (instance_labels(stuff, half[:, None, None])[0] == 1).all()
 
 
+def test_panoptic_painting_lets_stuff_queries_compete_and_overlap_threshold_drops_covered_queries():
+    """``paint="panoptic"`` (Mask2Former's panoptic inference): a confident stuff query wins the voxels where its
+    score x mask probability beats a lesion query's; ``overlap_threshold``: a lesion query left with under that
+    fraction of its mask paints nothing (its voxels are not handed to another query)."""
+    from plan_lite.model.postprocess import instance_inference
+
+    out = _crafted_queries(16)
+    out["pred_mask_embed"] = torch.cat([out["pred_mask_embed"], torch.full((1, 1, 10), -6.0)], 1)
+    out["pred_mask_embed"][0, 3, 5:10] = 8.0  # q3: a confident liver query over voxels 5-9
+    liver = torch.full((1, 1, 16), -5.0)
+    liver[0, 0, 1] = 5.0
+    out["pred_logits"] = torch.cat([out["pred_logits"], liver], 1)
+    out["query_padding_mask"] = torch.zeros(1, 4, dtype=torch.bool)
+
+    def cover(**kw):
+        return instance_inference(out, score_threshold=0.5, **kw)[0, -1, 0, 0].tolist()
+
+    assert cover() == [1.0] * 7 + [0.0] * 3  # lesion painting: the stuff query does not take part
+    assert cover(paint="panoptic") == [1.0] * 5 + [0.0] * 5  # q1 loses voxels 5-6 to the liver query
+    # panoptic: q0 keeps 3 of its 4 mask voxels (q1 wins voxel 3), q1 keeps 2 of 4 (voxels 3 and 4)
+    assert cover(paint="panoptic", overlap_threshold=0.7) == [1.0] * 3 + [0.0] * 7
+    assert cover(paint="panoptic", overlap_threshold=0.8) == [0.0] * 10
+    assert cover(paint="panoptic", overlap_threshold=0.4) == cover(paint="panoptic")
+    assert cover(overlap_threshold=0.8) == [0.0] * 3 + [1.0] * 4 + [0.0] * 3  # lesion painting: q1 keeps 4 of 4
+    assert cover(overlap_threshold=0.7) == cover()
+    with pytest.raises(ValueError, match="paint"):
+        instance_inference(out, paint="semantic")
+
+
 def test_c_plus_one_head_without_stuff_targets():
     """``lesion_stuff_targets=False`` is the paper's C + 1 head: 9 class logits, lesion-only targets, a loss that
     trains, and a label map whose background and organs come from the pixel branch."""

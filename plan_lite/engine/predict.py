@@ -131,7 +131,8 @@ class Predictor:
                 "lesion_output": "instance" if self.instance else "semantic", "semantic": self.semantic,
                 "lesion_decision": self.lesion_decision, "lesion_type": self.lesion_type,
                 "score_threshold": self.score_threshold,
-                "mask_threshold": self.cfg.infer.mask_threshold, "overlap": self.overlap, "two_pass": self.two_pass,
+                "mask_threshold": self.cfg.infer.mask_threshold, "instance_paint": self.cfg.infer.instance_paint,
+                "overlap_threshold": self.cfg.infer.overlap_threshold, "overlap": self.overlap, "two_pass": self.two_pass,
                 "keep_outside_liver": self.max_dist is None, "min_volume_mm3": self.min_volume_mm3}
 
     # ------------------------------------------------------------------------------------------ network
@@ -146,7 +147,9 @@ class Predictor:
         else:
             probs = semantic_inference(out)
         if self.instance:
-            painted = instance_inference(out, self.score_threshold, self.cfg.infer.mask_threshold)
+            inf = self.cfg.infer
+            painted = instance_inference(out, self.score_threshold, inf.mask_threshold, paint=inf.instance_paint,
+                                         overlap_threshold=inf.overlap_threshold)
             probs = torch.cat([probs, painted], 1)
         if self.pixel_types:
             probs = torch.cat([probs, torch.softmax(out["pixel_logits"].float(), dim=1)[:, min(LESION_LABELS):]], 1)

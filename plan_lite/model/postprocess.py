@@ -4,7 +4,10 @@
 a **score** = its lesion probability (summed over the 8 types) x its mask quality (mean sigmoid inside its
 binary mask); queries whose lesion probability beats every other class and whose score exceeds
 ``score_threshold`` are kept, and each voxel inside at least one kept mask goes to the kept query with the
-largest score x mask probability. The painted maps (type probabilities, score, coverage) are what the sliding
+largest score x mask probability. With ``paint="panoptic"`` (Mask2Former's panoptic inference) the stuff queries
+(background, organs) compete for the voxels too, so a lesion query paints only where it beats them; with
+``overlap_threshold`` (Mask2Former panoptic: 0.8) a kept lesion query left with less than that fraction of its
+mask paints nothing. The painted maps (type probabilities, score, coverage) are what the sliding
 window stitches; each connected painted region is then one lesion with the type and score of its queries.
 
 ``semantic_inference`` (PLAN ``plan/det_head.py``; book/design_decisions.md#dd-inference): per voxel, sum over the
@@ -32,6 +35,8 @@ from plan_lite.labels import LABEL_NAMES, LESION_LABELS, LIVER_LABEL, NUM_CLASSE
 FIRST_LESION = min(LESION_LABELS)
 #: channels of ``instance_inference``'s painted map: 8 type probabilities, the score, the coverage
 INSTANCE_CHANNELS = NUM_LESION_TYPES + 2
+#: ``InferConfig.instance_paint``: which kept queries compete for a voxel (``instance_inference``)
+INSTANCE_PAINTS = ("lesion", "panoptic")
 
 
 def _class_probs(outputs: dict) -> torch.Tensor:
@@ -72,12 +77,21 @@ def semantic_inference(outputs: dict, chunk: int = 8) -> torch.Tensor:
 
 @torch.no_grad()
 def instance_inference(outputs: dict, score_threshold: float = 0.5, mask_threshold: float = 0.5,
-                       chunk: int = 8) -> torch.Tensor:
+                       chunk: int = 8, paint: str = "lesion", overlap_threshold: float = 0.0) -> torch.Tensor:
     """Painted lesion instances (B, 10, D, H, W): channels 0..7 the kept query's 8 type probabilities, 8 its
     score, 9 the coverage (1 where a kept query paints the voxel, else 0). See the module docstring.
 
+    ``paint``: ``"lesion"`` - a voxel inside any kept lesion query's mask goes to the kept lesion query with the
+    largest score x mask probability; ``"panoptic"`` (Mask2Former's panoptic inference) - the stuff queries
+    (background, organs: a stuff class beats the lesion probability and no-object) compete too, so a lesion
+    query paints a voxel only where its score x mask probability beats every kept query's. ``overlap_threshold``
+    (Mask2Former panoptic: 0.8; 0 = off): a kept lesion query whose painted voxels are fewer than this fraction of
+    its mask paints nothing (a query mostly covered by others is not a lesion of its own).
+
     Needs the lesion-branch outputs (``"pred_logits"``); a ``pixel_only`` model has no instances.
     """
+    if paint not in INSTANCE_PAINTS:
+        raise ValueError(f"paint must be one of {INSTANCE_PAINTS}, got {paint!r}")
     feats = outputs["mask_features"].float()
     b, _, *shape = feats.shape
     feats = feats.flatten(2)
@@ -85,12 +99,16 @@ def instance_inference(outputs: dict, score_threshold: float = 0.5, mask_thresho
     cols = _lesion_columns(cls.shape[-1] - 1)
     types = cls[..., cols]  # (B, Q, 8)
     p_lesion = types.sum(-1)
-    others = torch.cat([cls[..., :cols.start], cls[..., cols.stop:]], -1).max(-1).values
+    stuff = torch.cat([cls[..., :cols.start], cls[..., cols.stop:-1]], -1)  # (B, Q, 7) (none for a C + 1 head)
+    p_stuff = stuff.max(-1).values if stuff.shape[-1] else torch.zeros_like(p_lesion)
+    others = torch.maximum(p_stuff, cls[..., -1])
     emb = outputs["pred_mask_embed"].float()
     n = feats.shape[-1]
-    best = feats.new_zeros(b, n)
+    best = feats.new_zeros(b, n)  # best score x mask probability of a kept lesion query
+    best_stuff = feats.new_zeros(b, n)  # ... of a kept stuff query ("panoptic")
     winner = torch.full((b, n), -1, dtype=torch.long, device=feats.device)
     scores = torch.zeros_like(p_lesion)
+    area = torch.zeros_like(p_lesion)  # voxels inside each kept lesion query's mask
     for s in range(0, emb.shape[1], chunk):
         m = torch.einsum("bqm,bmn->bqn", emb[:, s:s + chunk], feats).sigmoid_()
         inside = m > mask_threshold
@@ -98,12 +116,21 @@ def instance_inference(outputs: dict, score_threshold: float = 0.5, mask_thresho
         score = p_lesion[:, s:s + chunk] * quality
         keep = (score > score_threshold) & (p_lesion[:, s:s + chunk] > others[:, s:s + chunk])
         scores[:, s:s + chunk] = score
+        area[:, s:s + chunk] = (inside & keep[..., None]).sum(-1).to(area)
         val = score[..., None] * m * (inside & keep[..., None])
         cmax, carg = val.max(1)
         upd = cmax > best
         best = torch.where(upd, cmax, best)
         winner = torch.where(upd, carg + s, winner)
-    painted = winner >= 0
+        if paint == "panoptic":
+            ps, pl, pn = p_stuff[:, s:s + chunk], p_lesion[:, s:s + chunk], cls[:, s:s + chunk, -1]
+            is_stuff = (ps > pl) & (ps > pn)
+            best_stuff = torch.maximum(best_stuff, ((ps * quality)[..., None] * m * is_stuff[..., None]).max(1).values)
+    painted = (winner >= 0) & (best > best_stuff)
+    if overlap_threshold > 0:
+        won = torch.zeros_like(p_lesion).scatter_add_(1, winner.clamp_min(0), painted.to(area))
+        ok = won >= overlap_threshold * area.clamp_min(1)
+        painted &= torch.gather(ok, 1, winner.clamp_min(0))
     idx = winner.clamp_min(0)
     out = feats.new_zeros(b, INSTANCE_CHANNELS, n)
     gather = torch.gather(types, 1, idx[..., None].expand(-1, -1, NUM_LESION_TYPES))  # (B, N, 8)
