@@ -50,7 +50,7 @@ from plan_lite.engine.experiment import TABLE_COLUMNS, ablation_markdown, budget
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.sweep import plot, run_sweep
 from plan_lite.utils import atomic_write_json
-from plan_lite.viz import plot_budgets, plot_mechanisms, plot_paired_differences
+from plan_lite.viz import plot_budgets, plot_mechanisms, plot_paired_differences, plot_type_sources
 
 T0 = time.time()
 
@@ -74,6 +74,7 @@ reference = "../benchmarks/results/ablation_nc_cpu_4000.json"  # the committed e
 shorter_reference = "../benchmarks/results/ablation_nc_cpu.json"  # the same at a smaller budget ("" to skip)
 dce_reference = "../benchmarks/results/ablation_dce_cpu_4000.json"  # the same on three phases ("" to skip)
 type_source_reference = "../benchmarks/results/type_source_cpu.md"  # lesion type sources compared ("" to skip)
+paint_reference = "../benchmarks/results/instance_paint_cpu.md"  # instance painting modes compared ("" to skip)
 sweep_fes_points = [1, 2, 3]  # values of lesson 3's fes_fg_points swept in section 5 ([] skips the sweep)
 
 # %%
@@ -91,6 +92,7 @@ need(isinstance(reference, str), f"reference must be a path string, got {referen
 need(isinstance(shorter_reference, str), f"shorter_reference must be a path string, got {shorter_reference!r}")
 need(isinstance(dce_reference, str), f"dce_reference must be a path string, got {dce_reference!r}")
 need(isinstance(type_source_reference, str), f"type_source_reference must be a path string, got {type_source_reference!r}")
+need(isinstance(paint_reference, str), f"paint_reference must be a path string, got {paint_reference!r}")
 need(isinstance(sweep_fes_points, (list, tuple)) and all(is_int(n) and n >= 1 for n in sweep_fes_points)
       and len(set(sweep_fes_points)) == len(sweep_fes_points),
       f"sweep_fes_points must be a list of distinct ints >= 1, got {sweep_fes_points!r}")
@@ -344,6 +346,8 @@ ts_path = Path(type_source_reference) if type_source_reference else None
 if ts_path is not None and ts_path.is_file():
     text = ts_path.read_text()
     display(Markdown(text[text.index("| checkpoint"):]))  # the table and its legend; the header names the command
+    if ts_path.with_suffix(".json").is_file():  # the same figures as bars: test accuracy with its CI, val as a diamond
+        show(plot_type_sources(json.loads(ts_path.with_suffix(".json").read_text())), out_path, "type_sources")
 else:
     print(f"no type-source comparison at {type_source_reference!r}")
 
@@ -358,6 +362,41 @@ else:
 # default stays the paper's. The intervals are wide (34-108 matched lesions): only the direction at short budgets
 # is a finding.
 #
+# %% [markdown]
+# ### How the lesion output is painted
+#
+# Every Table-4 figure above was measured with the lesion branch's instance output painted the way plan-lite did
+# before `InferConfig.instance_paint` existed (`"lesion"`): each voxel inside a kept lesion query's mask goes to
+# the best lesion query, whatever the background and organ queries say about it. After a short training the
+# lesion scores of real and spurious masks crowd into 0.80-0.85, and those spurious masks are small (median 1-2
+# voxels of 80 mm$^3$) and lie where the pixel branch sees no lesion, so the val threshold cannot separate them.
+# Mask2Former's **panoptic** inference (`"panoptic"`, now the default of new checkpoints) lets the stuff queries
+# compete for the voxels: a lesion query paints only where its score x mask probability beats theirs.
+# `benchmarks/bench_instance_paint.py` re-evaluates the same weights both ways, each with its own threshold chosen
+# on val:
+#
+
+# %%
+pt_path = Path(paint_reference) if paint_reference else None
+if pt_path is not None and pt_path.is_file():
+    text = pt_path.read_text()
+    display(Markdown(text[text.index("| checkpoint"):]))  # the table and the paired differences
+else:
+    print(f"no painting comparison at {paint_reference!r}")
+
+# %% [markdown]
+# **Reading the painting comparison** (committed file): on the three Table-4 PLAN runs (4,000 steps, three
+# phases) panoptic painting raises lesion F1 from 38.8 ± 3.3 % to 50.2 ± 3.5 % (paired +11.3 ± 3.7 points, every
+# seed) by precision (36 → 63 %, +26.7 ± 10.6) at the same recall; chance stays at 2 %. That puts PLAN above the
+# pixel-only baseline of the same step count (44.0 ± 2.0 % in the DCE table above), but not above the baseline
+# at the same CPU time (pixel-only steps are about twice as fast: 47 % at 10 CPU minutes in the budget
+# benchmark), and still short of the training goals (recall of lesions of radius >= 10 mm about 0.63-0.74 at
+# precision 0.57-0.69, goal 0.8 at 0.7; patient AUC any tumour 0.77-0.82, goal 0.9). The other Table-4 variants
+# were not re-painted, so the component comparisons above hold for the old painting only. A class-loss weight of 5 (`w_class=5`)
+# raised F1 further on two seeds of three (+7 and +13 points with panoptic painting) and lowered it on the third
+# (-8): 54.2 ± 7.6 % against 50.2 ± 3.5 %, within the spread, so the recipe keeps the paper's weight 2.
+#
+
 # %% [markdown]
 # ## 5. Sweeping a lesson's parameters
 #
