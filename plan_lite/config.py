@@ -140,8 +140,9 @@ class InferConfig:
     ``"semantic"`` (PLAN's semantic merge of all queries, then ``lesion_decision``; the official code).
     ``semantic``: the per-voxel class probabilities for background and organs (and for ``"semantic"`` output):
     ``"lesion"`` (lesion branch), ``"pixel"`` (pixel branch softmax) or ``"fused"`` (their mean).
-    ``instance_paint``: ``"panoptic"`` (Mask2Former's panoptic inference: the stuff queries compete for the voxels
-    too; the default) or ``"lesion"`` (only lesion queries paint; configs saved before the option existed);
+    ``instance_paint``: ``"lesion"`` (only lesion queries paint; the default) or ``"panoptic"`` (Mask2Former's panoptic
+    inference: the stuff queries compete for the voxels too; +11 F1 points at 4,000 CPU-recipe steps, but after
+    1,200 steps no lesion query beats them and nothing is found: benchmarks/results/instance_paint_cpu.md);
     ``overlap_threshold`` drops a query left with less than that fraction of its mask (0 = off).
     ``lesion_type``: where each predicted lesion's type comes from: ``"query"`` (the lesion branch's class head,
     per voxel; the paper), ``"pixel"`` (the pixel branch's mean type probabilities over the lesion) or ``"fused"``
@@ -155,7 +156,7 @@ class InferConfig:
     lesion_decision: Literal["argmax", "merged"] = "argmax"  # semantic output
     lesion_type: Literal["query", "pixel", "fused"] = "query"
     score_threshold: float = 0.5  # instance output: keep queries whose score exceeds it
-    instance_paint: Literal["lesion", "panoptic"] = "panoptic"  # instance output: which kept queries compete per voxel
+    instance_paint: Literal["lesion", "panoptic"] = "lesion"  # instance output: which kept queries compete per voxel
     overlap_threshold: float = 0.0  # instance output: drop a query that paints < this fraction of its mask (M2F 0.8)
     mask_threshold: float = 0.5  # instance output: a query's mask = sigmoid > this
     overlap: float = 0.5  # sliding-window overlap

@@ -99,9 +99,9 @@ out_path.mkdir(parents=True, exist_ok=True)
 #
 # The lesions come from the **lesion branch** by Mask2Former's instance inference: every query gets a score (its
 # lesion probability times the mean mask probability inside its mask), queries above a threshold paint their masks
-# (the higher score x mask probability wins a voxel; with `infer.instance_paint="panoptic"`, the default of new
-# checkpoints, the background and organ queries compete for the voxels too, as in Mask2Former's panoptic
-# inference), and each painted region is one lesion with its type and score. The threshold is not 0.5 by fiat: at the end of training `train` chose it on the **validation** split
+# (the higher score x mask probability wins a voxel; with `infer.instance_paint="panoptic"` the background and
+# organ queries compete for the voxels too, as in Mask2Former's panoptic inference - better after 4,000 steps,
+# nothing found after 1,200, see lesson 7), and each painted region is one lesion with its type and score. The threshold is not 0.5 by fiat: at the end of training `train` chose it on the **validation** split
 # (the highest lesion F1) and stored it in the checkpoint with the other inference settings, so `predict` needs
 # no flag to reproduce what training validated (`prediction.json` records what was used). The parameters
 # `lesion_output`, `semantic`, `lesion_decision` override the checkpoint (None keeps it).
