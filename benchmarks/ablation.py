@@ -20,9 +20,6 @@ add runs.
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,14 +28,10 @@ from plan_lite.cli import main
 
 
 def provenance(argv: list[str], seconds: float, cpu_seconds: float) -> dict:
-    import torch
+    from plan_lite.utils import provenance as base
 
-    root = Path(__file__).resolve().parents[1]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True)
-    return {"command": "python benchmarks/ablation.py " + " ".join(argv),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}",
-            "torch": torch.__version__, "git_commit": commit.stdout.strip() or "unknown",
+    prov = base("benchmarks/ablation.py", argv)
+    return {**prov, "git_commit": prov.pop("commit"),
             "wall_seconds_this_call": round(seconds, 1), "cpu_seconds_all_runs": round(cpu_seconds, 1)}
 
 

@@ -27,15 +27,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 COHORTS = {"default": {"lesion_contrast": 1.0, "noise_scale": 1.0}, "easy": {"lesion_contrast": 2.0,
                                                                            "noise_scale": 0.5}}
 KEYS = ("recall_[3,5)", "recall_[5,10)", "recall_[10,20)", "recall_[20,inf)", "recall_>=10", "recall", "precision", "f1", "dice", "type_accuracy",
@@ -202,11 +199,11 @@ def main(argv=None) -> int:
     text = table(results)
     print(text)
     if args.table:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-        prov = (f"Command: `python benchmarks/bench_budget.py {' '.join(argv or sys.argv[1:])}`  \n"
-                f"Commit {commit}; {platform.processor() or platform.machine()}, {os.cpu_count()} cores, one torch "
-                f"thread per run, {args.jobs} run(s) in parallel; wall time {(time.time() - t0) / 60:.0f} min.  \n"
+        from plan_lite.utils import provenance
+
+        meta = provenance("benchmarks/bench_budget.py", argv)
+        prov = (f"Command: `{meta['command']}`  \n"
+                f"Commit {meta['commit']}; {meta['machine']}, one torch thread per run, {args.jobs} run(s) in parallel; wall time {(time.time() - t0) / 60:.0f} min.  \n"
                 "Values in % on the test split with 95 % bootstrap intervals over cases; `chance` = fraction of the "
                 "liver marked as lesion (the recall of random marking); patient figures at the threshold chosen "
                 "on val; pixel_only is scored from predicted lesion volumes.\n\n")

@@ -1,12 +1,14 @@
-"""How the lesion branch's instance output is painted (``InferConfig.instance_paint``), measured on trained
-checkpoints: the same weights, each painting mode calibrated on val as ``train`` does, then predicted and
-evaluated on the test split (not a timed test).
+"""How the lesion branch's instance output is painted (``InferConfig.instance_paint``) and gated by the pixel
+branch (``InferConfig.pixel_agreement``), measured on trained checkpoints: the same weights, each mode calibrated
+on val as ``train`` does, then predicted and evaluated on the test split (not a timed test).
 
-``"lesion"``: only lesion queries paint, a voxel goes to the kept lesion query with the largest score x mask
-probability. ``"panoptic"`` (Mask2Former's panoptic inference): the background and organ queries compete for the
-voxels too. For every checkpoint (``--checkpoint NAME=PATH``) and mode: copy the checkpoint with that mode, choose
-its lesion score threshold on val (``calibrate_checkpoint``), predict val + test, evaluate the test split with the
-paper's protocol (patient threshold chosen on val). Finished pairs are kept (``OUT/<name>_<mode>/summary.json``)::
+Modes (``--modes``): ``lesion`` - only lesion queries paint, a voxel goes to the kept lesion query with the largest
+score x mask probability; ``panoptic`` (Mask2Former's panoptic inference) - the background and organ queries
+compete for the voxels too; ``+gate`` - the pixel agreement is chosen on val together with the score threshold
+(``AGREEMENTS``, 0 = off among them), without it the gate stays off. For every checkpoint
+(``--checkpoint NAME=PATH``) and mode: copy the checkpoint with that painting, calibrate it on val
+(``calibrate_checkpoint``), predict val + test, evaluate the test split with the paper's protocol (patient
+threshold chosen on val). Finished pairs are kept (``OUT/<name>_<mode>/summary.json``)::
 
     python benchmarks/bench_instance_paint.py DATA --checkpoint plan_s0=runs/plan/seed0/run/last.pt \\
         --out runs/paint --table benchmarks/results/instance_paint_cpu.md
@@ -17,23 +19,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("f1", "precision", "recall", "recall_[5,10)", "recall_[10,20)", "recall_[20,inf)", "dice", "type_accuracy",
         "auc_any_tumor", "specificity_normal", "chance")
 
 
-def run_pair(checkpoint: Path, data: Path, out: Path, paint: str) -> dict:
-    """One checkpoint in one painting mode: calibrate on val, predict val + test, evaluate test (cached)."""
+MODES = ("lesion", "panoptic", "lesion+gate", "panoptic+gate")
+
+
+def run_pair(checkpoint: Path, data: Path, out: Path, mode: str) -> dict:
+    """One checkpoint in one mode: calibrate on val, predict val + test, evaluate test (cached)."""
     import torch
 
-    from plan_lite.engine.calibrate import calibrate_checkpoint
+    from plan_lite.engine.calibrate import AGREEMENTS, calibrate_checkpoint
     from plan_lite.engine.checkpoint import load_checkpoint, save_checkpoint
     from plan_lite.engine.experiment import summary_row
     from plan_lite.engine.predict import predict
@@ -46,15 +48,16 @@ def run_pair(checkpoint: Path, data: Path, out: Path, paint: str) -> dict:
     t0, c0 = time.time(), time.process_time()
     out.mkdir(parents=True, exist_ok=True)
     state = load_checkpoint(checkpoint)
+    paint, _, gate = mode.partition("+")
     state["config"].setdefault("infer", {})["instance_paint"] = paint
     save_checkpoint(out / "last.pt", state)
-    cal = calibrate_checkpoint(out / "last.pt", data)
+    cal = calibrate_checkpoint(out / "last.pt", data, agreements=AGREEMENTS if gate else (0.0,))
     predict(out / "last.pt", [data], out / "pred", progress=False, split=("val", "test"))
     m = evaluate_folders(data, out / "pred", cases_csv=data / "cases.csv", splits=("test",), progress=False)
     row = summary_row(m)
     row["chance"] = marked_liver_fraction(data, out / "pred", cases=list(m["per_case"]))
-    res = {"checkpoint": str(checkpoint), "step": int(state.get("step", 0)), "paint": paint,
-           "score_threshold": cal.get("score_threshold"), "summary": row, "ci95": bootstrap_intervals(m),
+    res = {"checkpoint": str(checkpoint), "step": int(state.get("step", 0)), "paint": paint, "mode": mode,
+           "score_threshold": cal.get("score_threshold"), "pixel_agreement": cal.get("pixel_agreement", 0.0), "summary": row, "ci95": bootstrap_intervals(m),
            "n_test_cases": m["n_cases"], "seconds": round(time.time() - t0, 1),
            "cpu_seconds": round(time.process_time() - c0, 1)}
     from plan_lite.utils import atomic_write_json
@@ -69,12 +72,13 @@ def _pct(v) -> str:
 
 
 def table(results: dict[str, dict[str, dict]]) -> str:
-    head = ["checkpoint", "painting", "score thr.", *KEYS]
+    head = ["checkpoint", "mode", "score thr.", "pixel agr.", *KEYS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name, modes in results.items():
         for paint, r in modes.items():
             s, ci = r["summary"], r.get("ci95", {})
-            cells = [name, paint, f"{r['score_threshold']:g}" if r.get("score_threshold") is not None else "-"]
+            cells = [name, paint, f"{r['score_threshold']:g}" if r.get("score_threshold") is not None else "-",
+                     f"{r.get('pixel_agreement', 0.0):g}"]
             for k in KEYS:
                 c = _pct(s.get(k))
                 if k in ("f1", "precision", "recall") and ci.get(k) and ci[k][0] is not None:
@@ -101,7 +105,9 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", help="dataset folder with cases.csv (val and test splits)")
     ap.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH")
-    ap.add_argument("--paints", nargs="+", default=["lesion", "panoptic"], choices=("lesion", "panoptic"))
+    ap.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    ap.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"),
+                    help="paired difference A - B to report (default: panoptic lesion; repeatable)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--table", help="also write the Markdown table (with provenance) here, and .json beside it")
     args = ap.parse_args(argv)
@@ -110,35 +116,39 @@ def main(argv=None) -> int:
     results: dict[str, dict[str, dict]] = {}
     for item in args.checkpoint:
         name, _, path = item.partition("=")
-        for paint in args.paints:
-            r = run_pair(Path(path), data, Path(args.out) / f"{name}_{paint}", paint)
-            results.setdefault(name, {})[paint] = r
-            print(f"{name} {paint}: F1 {r['summary']['f1']:.3f} P {r['summary']['precision']} "
+        for mode in args.modes:
+            r = run_pair(Path(path), data, Path(args.out) / f"{name}_{mode.replace('+', '_')}", mode)
+            results.setdefault(name, {})[mode] = r
+            print(f"{name} {mode}: F1 {r['summary']['f1']:.3f} P {r['summary']['precision']} "
                   f"R {r['summary']['recall']:.3f} (thr {r['score_threshold']})", flush=True)
     text = table(results)
     groups: dict[str, dict] = {}  # checkpoints named <group>_s<seed> are paired within their group
     for name, modes in results.items():
         groups.setdefault(re.sub(r"_s\d+$", "", name), {})[name] = modes
-    diff = {g: paired(members) for g, members in groups.items()}
-    for g, d in diff.items():
-        text += (f"\n\nPaired difference panoptic - lesion, {g} ({len(groups[g])} checkpoints; percentage points, "
-                 "mean ± sd): " + ", ".join(f"{k} {v['mean']:+.1f}" + (f" ± {v['sd']:.1f}" if v["sd"] is not None
-                                                                      else "") for k, v in d.items()))
+    diff = {}
+    for a, b in args.compare or [("panoptic", "lesion")]:
+        for g, members in groups.items():
+            d = paired(members, a, b)
+            if not d:
+                continue
+            diff[f"{g}: {a} - {b}"] = d
+            text += (f"\n\nPaired difference {a} - {b}, {g} ({len(members)} checkpoints; percentage points, "
+                     "mean ± sd): " + ", ".join(f"{k} {v['mean']:+.1f}" + (f" ± {v['sd']:.1f}" if v["sd"] is not None
+                                                                          else "") for k, v in d.items()))
     print(text)
     if args.table:
-        from plan_lite.utils import atomic_write_text
+        from plan_lite.utils import atomic_write_text, provenance
 
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
-        prov = (f"Command: `python benchmarks/bench_instance_paint.py {' '.join(argv or sys.argv[1:])}`  \n"
-                f"Commit {commit}; {platform.machine()}, {os.cpu_count()} cores, one torch thread; wall time "
+        meta = provenance("benchmarks/bench_instance_paint.py", argv)
+        prov = (f"Command: `{meta['command']}`  \n"
+                f"Commit {meta['commit']}; {meta['machine']}, one torch thread; wall time "
                 f"{(time.time() - t0) / 60:.0f} min for the pairs not already measured.  \n"
                 "Values in % on the test split (95 % bootstrap intervals over cases for F1, precision, recall); "
                 "each painting mode's lesion score threshold chosen on val; `chance` = fraction of the liver "
                 "marked as lesion.\n\n")
         atomic_write_text(Path(args.table), "# Instance painting of the lesion branch's output\n\n" + prov + text + "\n")
         atomic_write_text(Path(args.table).with_suffix(".json"),
-                          json.dumps({"results": results, "paired_panoptic_minus_lesion": diff}, indent=1))
+                          json.dumps({"results": results, "paired": diff}, indent=1))
     return 0
 
 

@@ -24,18 +24,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from plan_lite.utils import atomic_write_json, atomic_write_text
+from plan_lite.utils import atomic_write_json, atomic_write_text, provenance
 
-ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ("query", "pixel", "fused")
 
 
@@ -162,11 +157,9 @@ def main(argv=None) -> int:
                 atomic_write_json(mf, evaluate_source(args.data, out / s, score_source))
             rows[s] = json.loads(mf.read_text())
         results[name] = {**info, "checkpoint": str(ckpt), "sources": rows}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip()
-    meta = {"commit": commit, "machine": f"{platform.machine()}, {args.threads} torch thread(s), "
-            f"{os.cpu_count()} CPUs", "data": args.data_description or str(args.data),
-            "command": "python benchmarks/bench_type_source.py " + " ".join(sys.argv[1:] if argv is None else argv)}
+    meta = provenance("benchmarks/bench_type_source.py", argv)
+    meta.update(machine=f"{meta['machine']}, {args.threads} torch thread(s)",
+                data=args.data_description or str(args.data))
     md = markdown(results, meta)
     print(md)
     if args.table:

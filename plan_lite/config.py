@@ -144,6 +144,9 @@ class InferConfig:
     inference: the stuff queries compete for the voxels too; +11 F1 points at 4,000 CPU-recipe steps, but after
     1,200 steps no lesion query beats them and nothing is found: benchmarks/results/instance_paint_cpu.md);
     ``overlap_threshold`` drops a query left with less than that fraction of its mask (0 = off).
+    ``pixel_agreement`` (0 = off): a lesion of the instance output is kept only where the pixel branch's summed
+    lesion probability reaches this value somewhere inside it (``postprocess.gate_lesions``); both branches must
+    see the lesion. Calibration chooses it on val next to ``score_threshold`` (``plan_lite.engine.calibrate``).
     ``lesion_type``: where each predicted lesion's type comes from: ``"query"`` (the lesion branch's class head,
     per voxel; the paper), ``"pixel"`` (the pixel branch's mean type probabilities over the lesion) or ``"fused"``
     (the mean of the two distributions); the lesion is then one type throughout (``postprocess.retype_lesions``).
@@ -158,6 +161,7 @@ class InferConfig:
     score_threshold: float = 0.5  # instance output: keep queries whose score exceeds it
     instance_paint: Literal["lesion", "panoptic"] = "lesion"  # instance output: which kept queries compete per voxel
     overlap_threshold: float = 0.0  # instance output: drop a query that paints < this fraction of its mask (M2F 0.8)
+    pixel_agreement: float = 0.0  # instance output: drop a lesion whose max pixel-branch lesion probability is below
     mask_threshold: float = 0.5  # instance output: a query's mask = sigmoid > this
     overlap: float = 0.5  # sliding-window overlap
     drop_lesions_below_mm3: float = 25.0
@@ -331,6 +335,8 @@ def validate_config(cfg: PlanConfig) -> None:
         raise PlanLiteError(f"config: infer.overlap must be in [0, 1), got {inf.overlap}")
     if not 0.0 <= inf.overlap_threshold <= 1.0:
         raise PlanLiteError(f"config: infer.overlap_threshold must be in [0, 1], got {inf.overlap_threshold}")
+    if not 0.0 <= inf.pixel_agreement <= 1.0:
+        raise PlanLiteError(f"config: infer.pixel_agreement must be in [0, 1], got {inf.pixel_agreement}")
     total = total_stride(cfg)
     if any(p % t for p, t in zip(cfg.train.patch_size, total)):
         raise PlanLiteError(f"config: patch_size {cfg.train.patch_size} not divisible by total stride {total}")

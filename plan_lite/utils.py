@@ -96,3 +96,27 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % (2**32))
     torch.manual_seed(seed)
+
+
+def provenance(script: str, argv: list[str] | None = None, full_commit: bool = False) -> dict[str, str]:
+    """Where a benchmark's or script's figures come from: ``command`` (``python SCRIPT ARGS``), ``commit`` (git
+    HEAD of the checkout this package runs from; ``"unknown"`` outside a git checkout), ``date`` (UTC),
+    ``machine`` (architecture, CPU count, OS) and ``torch`` (version). ``argv`` defaults to ``sys.argv[1:]``."""
+    import platform
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", *([] if full_commit else ["--short"]), "HEAD"], cwd=root,
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return {"command": " ".join(["python", script, *args]), "commit": commit or "unknown",
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",
+            "torch": torch.__version__}

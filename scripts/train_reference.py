@@ -23,8 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -137,10 +135,12 @@ def main(argv=None) -> int:
     train_s = logged_seconds(run / "log.jsonl", "time")
     train_cpu = logged_seconds(run / "log.jsonl", "cpu")
     test = evaluate_checkpoint(run / "last.pt", data, work / "pred_test")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    from plan_lite.utils import provenance
+
+    meta = provenance("scripts/train_reference.py", argv, full_commit=True)
     prov = {
-        "command": "python scripts/train_reference.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "commit": commit, "machine": f"{platform.machine()}, 1 torch thread", "preset": args.preset,
+        "command": meta["command"], "commit": meta["commit"], "machine": f"{meta['machine']}, 1 torch thread",
+        "preset": args.preset,
         "recipe": {**CPU_RECIPE, **overrides}, "steps": args.steps, "train_seconds_logged": train_s,
         "train_cpu_seconds_logged": train_cpu,
         "wall_seconds_this_call": time.time() - t0, "generator_version": GENERATOR_VERSION,

@@ -342,12 +342,15 @@ def test_foreground_rate_holds_with_lesion_free_cases():
     assert all((yy == 9).any() for yy in s1.sample()[1])
 
 
-def test_best_threshold_prefers_f1_then_fewer_false_positives():
-    from plan_lite.engine.calibrate import best_threshold
+def test_best_setting_prefers_f1_then_fewer_false_positives():
+    from plan_lite.engine.calibrate import best_setting
 
-    rows = [{"threshold": 0.0, "f1": 0.2}, {"threshold": 0.1, "f1": 0.5}, {"threshold": 0.3, "f1": 0.5},
-            {"threshold": 0.5, "f1": None}]
-    assert best_threshold(rows) == 0.3
+    rows = [{"threshold": 0.0, "pixel_agreement": 0.0, "f1": 0.2}, {"threshold": 0.1, "pixel_agreement": 0.0, "f1": 0.5},
+            {"threshold": 0.3, "pixel_agreement": 0.0, "f1": 0.5}, {"threshold": 0.3, "pixel_agreement": 0.2, "f1": 0.5},
+            {"threshold": 0.5, "pixel_agreement": 0.0, "f1": None}]
+    assert (best_setting(rows)["threshold"], best_setting(rows)["pixel_agreement"]) == (0.3, 0.2)
+    rows[1]["f1"] = 0.6
+    assert best_setting(rows)["threshold"] == 0.1
 
 
 def test_training_calibrates_the_lesion_threshold_on_val(small_ds, tmp_path):
@@ -355,19 +358,47 @@ def test_training_calibrates_the_lesion_threshold_on_val(small_ds, tmp_path):
     ``predict`` then uses it with no flag (prediction.json says so)."""
     import json
 
+    from plan_lite.engine.calibrate import AGREEMENTS, THRESHOLDS
     from plan_lite.engine.predict import predict
 
     cfg = tiny_cfg(stage1_epochs=1, stage2_epochs=1, patient_start_epoch=0)
     train(small_ds, cfg, tmp_path / "run", max_steps=4, progress=False, validate=False)
     rec = json.loads((tmp_path / "run" / "calibration_last.json").read_text())
     assert rec["split"] == "val" and rec["cases"] and len(rec["table"]) > 5
-    thr = rec["score_threshold"]
-    assert max((r["f1"] or 0.0) for r in rec["table"]) == next((r["f1"] or 0.0) for r in rec["table"]
-                                                              if r["threshold"] == thr)
+    thr, agree = rec["score_threshold"], rec["pixel_agreement"]
+    assert {(r["threshold"], r["pixel_agreement"]) for r in rec["table"]} == {
+        (t, a) for t in THRESHOLDS for a in AGREEMENTS}
+    assert max((r["f1"] or 0.0) for r in rec["table"]) == next(
+        (r["f1"] or 0.0) for r in rec["table"] if r["threshold"] == thr and r["pixel_agreement"] == agree)
     for name in ("last.pt", "best.pt"):
-        assert load_checkpoint(tmp_path / "run" / name)["config"]["infer"]["score_threshold"] == thr
+        infer = load_checkpoint(tmp_path / "run" / name)["config"]["infer"]
+        assert (infer["score_threshold"], infer["pixel_agreement"]) == (thr, agree)
     out = predict(tmp_path / "run" / "last.pt", [small_ds], tmp_path / "pred", split="test", progress=False)
-    assert json.loads((out / "prediction.json").read_text())["score_threshold"] == thr
+    used = json.loads((out / "prediction.json").read_text())
+    assert (used["score_threshold"], used["pixel_agreement"]) == (thr, agree)
+    # the table's shortcut (drop lesions below the agreement from one prediction) counts what predict would
+    from plan_lite.data.io import MSDDataset
+    from plan_lite.engine.calibrate import threshold_table
+    from plan_lite.engine.predict import Predictor
+    from plan_lite.metrics.lesion import lesion_metrics_case
+
+    pred = Predictor(tmp_path / "run" / "last.pt", score_threshold=0.0, pixel_agreement=0.0)
+    ds = MSDDataset(small_ds)
+    probs = [les["pixel_probability"] for cid in rec["cases"]
+             for les in pred.finish_case(ds.load(cid), *pred.stitch_case(ds.load(cid))).lesions]
+    assert probs, "the 4-step model at score threshold 0 should paint lesions on val"
+    cuts = (0.0, float(np.median(probs)) + 1e-6)  # the second drops at least one lesion
+    table = threshold_table(pred, small_ds, rec["cases"], thresholds=(0.0,), agreements=cuts)
+    for row in table:
+        tp = fp = fn = 0
+        for cid in rec["cases"]:
+            case = ds.load(cid)
+            gt = case.label
+            p = pred.finish_case(case, *pred.stitch_case(case), pixel_agreement=row["pixel_agreement"])
+            m = lesion_metrics_case(gt, p.label, case.spacing, details=False)
+            tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
+        assert (row["tp"], row["fp"], row["fn"]) == (tp, fp, fn), row
+    assert table[0]["tp"] + table[0]["fp"] > table[1]["tp"] + table[1]["fp"]
 
 
 def test_preprocessed_folder_is_reused(tmp_path, monkeypatch, capsys):

@@ -307,6 +307,23 @@ def test_extract_lesions():
     assert rec["type_probs"]["fnh"] == rec["type_probs"]["hepatoblastoma"] == 0.5
 
 
+def test_gate_lesions_keeps_what_the_pixel_branch_also_sees():
+    from plan_lite.model.postprocess import gate_lesions
+
+    lab = np.zeros((4, 10, 10), dtype=np.uint8)
+    lab[1:3, 1:4, 1:4] = 7  # lesion 1
+    lab[1:3, 6:9, 6:9] = 8  # lesion 2
+    pixel = np.zeros(lab.shape, np.float32)
+    pixel[1, 2, 2] = 0.9  # the pixel branch sees lesion 1 at one voxel only ...
+    pixel[1:3, 6:9, 6:9] = 0.15  # ... and lesion 2 weakly everywhere
+    for thr, kept in ((0.0, [1, 2]), (0.1, [1, 2]), (0.2, [1]), (0.95, [])):
+        recs, inst = label_lesions(lab, None, (1.0, 1.0, 1.0), min_volume_mm3=1, max_liver_distance_mm=None)
+        out = gate_lesions(inst, recs, torch.from_numpy(pixel), thr)
+        assert [r["id"] for r in out] == kept
+        assert [r["pixel_probability"] for r in recs] == pytest.approx([0.9, 0.15])  # the maximum, on every record
+        assert set(np.unique(inst)) == {0, *kept}  # dropped lesions leave the instance map
+
+
 def test_retype_lesions_takes_each_lesions_type_from_the_chosen_source():
     from plan_lite.model.postprocess import retype_lesions
 

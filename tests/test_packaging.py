@@ -78,3 +78,21 @@ def test_lock_pins_every_dependency_within_pyproject_ranges():
         assert req.specifier.contains(here[0], prereleases=True), f"{name}=={here[0]} outside {req.specifier}"
     make = (ROOT / "Makefile").read_text()
     assert "-r $(LOCK)" in make and "--no-deps -e ." in make and "\nlock:" in make
+
+
+def test_provenance_names_the_command_and_the_checkout_commit():
+    """Every benchmark table and the reference model record where their figures come from (one helper)."""
+    import subprocess
+
+    from plan_lite.utils import provenance
+
+    root = Path(__file__).resolve().parents[1]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    short = provenance("benchmarks/x.py", ["DATA", "--seeds", "0"])
+    assert short["command"] == "python benchmarks/x.py DATA --seeds 0"
+    full = provenance("scripts/y.py", [], full_commit=True)
+    if head:  # a git checkout (CI clones one)
+        assert full["commit"] == head and head.startswith(short["commit"]) and len(short["commit"]) < len(head)
+    else:
+        assert full["commit"] == "unknown"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", short["date"]) and short["torch"]

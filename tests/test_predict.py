@@ -80,7 +80,9 @@ def test_world_centre_uses_affine():
     inst = np.zeros((4, 5, 6), np.int32)
     inst[1:3, 2, 3] = 1
     recs = [{"id": 1, "label": 9, "probability": 0.9, "type_probs": {}}]
-    les = _lesion_geometry(recs, inst, (3.0, 2.3, 1.7), ODD_AFFINE)[0]
+    lesions, lut = _lesion_geometry(recs, inst, (3.0, 2.3, 1.7), ODD_AFFINE)
+    les = lesions[0]
+    assert lut[1] == 1
     ijk = np.array([3, 2, 1.5, 1.0])  # file (x, y, z) of the centre voxel (z, y, x) = (1.5, 2, 3)
     assert les["center_world_mm"] == pytest.approx((ODD_AFFINE @ ijk)[:3].tolist())
     assert les["volume_mm3"] == pytest.approx(2 * 3.0 * 2.3 * 1.7)
@@ -148,6 +150,33 @@ def test_predict_uses_the_checkpoints_inference_settings(odd_case, tmp_path):
         assert read_image(tmp_path / sub / "odd_nc.nii.gz")[0].shape == src_shape
     with pytest.raises(PlanLiteError, match="lesion_output"):
         Predictor(inst, lesion_output="panoptic")
+
+
+def test_pixel_agreement_drops_lesions_the_pixel_branch_does_not_see(odd_case, tmp_path):
+    """Every instance-output lesion records its maximum pixel-branch lesion probability; ``pixel_agreement`` (config
+    or argument) drops exactly the lesions below it, and their voxels are no longer lesions."""
+    d, paths, _ = odd_case
+    img, lab = make_case(0, shape=(10, 30, 26), n_channels=3, group="tumor")
+    case = Case(img.astype(np.float32), lab, (3.0, 2.3, 1.7), ODD_AFFINE, "odd")
+    ckpt = make_checkpoint(tmp_path / "m.pt", cases=[case], score_threshold=0.0)
+    runs = {}
+    for agree in (0.0, None, 1.0):
+        o = predict(ckpt, paths, tmp_path / str(agree), progress=False, pixel_agreement=agree)
+        assert json.loads((o / "prediction.json").read_text())["pixel_agreement"] == (agree or 0.0)
+        runs[agree] = (read_image(o / "odd_nc.nii.gz")[0],
+                       json.loads((o / "odd_nc_lesions.json").read_text())["lesions"])
+    label0, lesions0 = runs[0.0]
+    assert lesions0 and all(0.0 <= les["pixel_probability"] <= 1.0 for les in lesions0)
+    assert runs[None][1] == lesions0  # the config's default is 0 (off)
+    cut = sorted(les["pixel_probability"] for les in lesions0)[len(lesions0) // 2]
+    o = predict(ckpt, paths, tmp_path / "cut", progress=False, pixel_agreement=cut)
+    kept = json.loads((o / "odd_nc_lesions.json").read_text())["lesions"]
+    assert sorted(les["volume_mm3"] for les in kept) == pytest.approx(
+        sorted(les["volume_mm3"] for les in lesions0 if les["pixel_probability"] >= cut))
+    label1, lesions1 = runs[1.0]
+    if all(les["pixel_probability"] < 1.0 for les in lesions0):
+        assert lesions1 == [] and not (label1 >= 7).any()
+    assert ((label1 >= 7) <= (label0 >= 7)).all()
 
 
 def test_lesion_type_source_changes_types_not_detections(odd_case, tmp_path):

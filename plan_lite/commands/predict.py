@@ -28,6 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--lesion-output", choices=("instance", "semantic"),
                    help="lesions from Mask2Former instance inference, or from the semantic merge of all queries")
     g.add_argument("--score-threshold", type=float, help="instance output: keep queries whose score exceeds this")
+    g.add_argument("--instance-paint", choices=("lesion", "panoptic"),
+                   help="instance output: only lesion queries paint, or background and organ queries compete too")
+    g.add_argument("--pixel-agreement", type=float, metavar="P",
+                   help="instance output: drop lesions whose maximum pixel-branch lesion probability is below P")
     g.add_argument("--semantic", choices=("lesion", "pixel", "fused"),
                    help="class probabilities from the lesion branch (paper), the pixel branch, or their mean")
     g.add_argument("--lesion-decision", choices=("argmax", "merged"),
@@ -46,11 +50,13 @@ def run(args: argparse.Namespace) -> int:
                   keep_outside_liver=args.keep_outside_liver, device=args.device, overlap=args.overlap,
                   two_pass=args.two_pass, semantic=args.semantic, lesion_decision=args.lesion_decision,
                   lesion_output=args.lesion_output, score_threshold=args.score_threshold,
-                  lesion_type=args.lesion_type)
+                  lesion_type=args.lesion_type, pixel_agreement=args.pixel_agreement,
+                  instance_paint=args.instance_paint)
     import json
 
     used = json.loads((out / "prediction.json").read_text())
-    how = (f"lesion_output=instance, score_threshold={used['score_threshold']}" if used["lesion_output"] == "instance"
+    how = (f"lesion_output=instance, score_threshold={used['score_threshold']}, paint={used['instance_paint']}, "
+           f"pixel_agreement={used['pixel_agreement']}" if used["lesion_output"] == "instance"
            else f"lesion_output=semantic, lesion_decision={used['lesion_decision']}")
     print(f"predictions: {out} (checkpoint step {used['step']}, stage {used['checkpoint_stage']}; inference: "
           f"{how}, semantic={used['semantic']}, lesion_type={used['lesion_type']}; settings in prediction.json)")

@@ -58,6 +58,8 @@ class CasePrediction:
     spacing: tuple[float, float, float]
     lesions: list[dict] = field(default_factory=list)
     patient: dict[str, float] = field(default_factory=dict)
+    #: (D, H, W) int32 in the input grid: 0 = no lesion, i = ``lesions[i - 1]``
+    instances: np.ndarray | None = None
 
 
 class Predictor:
@@ -68,9 +70,10 @@ class Predictor:
                  keep_outside_liver: bool = False, min_volume_mm3: float | None = None,
                  max_liver_distance_mm: float | None = None, two_pass: bool = False, semantic: str | None = None,
                  lesion_decision: str | None = None, lesion_output: str | None = None,
-                 score_threshold: float | None = None, lesion_type: str | None = None):
+                 score_threshold: float | None = None, lesion_type: str | None = None,
+                 pixel_agreement: float | None = None, instance_paint: str | None = None):
         from plan_lite.engine.training_data import make_preprocessor
-        from plan_lite.model.postprocess import LESION_TYPE_SOURCES
+        from plan_lite.model.postprocess import INSTANCE_PAINTS, LESION_TYPE_SOURCES
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if checkpoint is not None:
@@ -107,8 +110,11 @@ class Predictor:
         self.lesion_output = pick(lesion_output, inf.lesion_output)
         self.score_threshold = float(pick(score_threshold, inf.score_threshold))
         self.lesion_type = pick(lesion_type, inf.lesion_type)
+        self.pixel_agreement = float(pick(pixel_agreement, inf.pixel_agreement))
+        self.instance_paint = pick(instance_paint, inf.instance_paint)
         for name, value, allowed in (("semantic", self.semantic, SEMANTIC_SOURCES),
                                      ("lesion_type", self.lesion_type, LESION_TYPE_SOURCES),
+                                     ("instance_paint", self.instance_paint, INSTANCE_PAINTS),
                                      ("lesion_decision", self.lesion_decision, ("argmax", "merged")),
                                      ("lesion_output", self.lesion_output, ("instance", "semantic"))):
             if value not in allowed:
@@ -119,9 +125,10 @@ class Predictor:
         self.two_pass = two_pass
         # instance output needs the lesion branch's queries (stage 2 of a model that has them)
         self.instance = self.lesion_output == "instance" and cfg.model.lesion_branch and self.stage >= 2
-        # the pixel branch's 8 lesion-type channels, stitched when lesion types come from it and nothing else holds them
-        self.pixel_types = (self.lesion_type != "query" and self.semantic != "pixel" and cfg.model.lesion_branch
-                            and self.stage >= 2)
+        # the pixel branch's 8 lesion-type channels, stitched when lesion types come from it or the instance output
+        # is gated by it (every lesion's ``pixel_probability``), and nothing else holds them
+        self.pixel_types = ((self.lesion_type != "query" or self.instance) and self.semantic != "pixel"
+                            and cfg.model.lesion_branch and self.stage >= 2)
         self.names = patient_output_names(cfg.model.patient_groups)
         self.has_patient = cfg.model.patient_branch and self.stage >= 2
 
@@ -131,8 +138,9 @@ class Predictor:
                 "lesion_output": "instance" if self.instance else "semantic", "semantic": self.semantic,
                 "lesion_decision": self.lesion_decision, "lesion_type": self.lesion_type,
                 "score_threshold": self.score_threshold,
-                "mask_threshold": self.cfg.infer.mask_threshold, "instance_paint": self.cfg.infer.instance_paint,
-                "overlap_threshold": self.cfg.infer.overlap_threshold, "overlap": self.overlap, "two_pass": self.two_pass,
+                "mask_threshold": self.cfg.infer.mask_threshold, "instance_paint": self.instance_paint,
+                "overlap_threshold": self.cfg.infer.overlap_threshold, "pixel_agreement": self.pixel_agreement,
+                "overlap": self.overlap, "two_pass": self.two_pass,
                 "keep_outside_liver": self.max_dist is None, "min_volume_mm3": self.min_volume_mm3}
 
     # ------------------------------------------------------------------------------------------ network
@@ -148,7 +156,7 @@ class Predictor:
             probs = semantic_inference(out)
         if self.instance:
             inf = self.cfg.infer
-            painted = instance_inference(out, self.score_threshold, inf.mask_threshold, paint=inf.instance_paint,
+            painted = instance_inference(out, self.score_threshold, inf.mask_threshold, paint=self.instance_paint,
                                          overlap_threshold=inf.overlap_threshold)
             probs = torch.cat([probs, painted], 1)
         if self.pixel_types:
@@ -192,16 +200,19 @@ class Predictor:
                 out = self.stitched(prep.image)
         return prep, out
 
-    def finish_case(self, case, prep, out: torch.Tensor, score_threshold: float | None = None) -> CasePrediction:
+    def finish_case(self, case, prep, out: torch.Tensor, score_threshold: float | None = None,
+                    pixel_agreement: float | None = None) -> CasePrediction:
         """Labels, lesions and patient scores from stitched channels, mapped back to the input grid.
 
-        ``score_threshold`` (instance output) overrides the predictor's: voxels whose stitched instance score is
-        below it are not lesions (used to choose the threshold on validation without re-running the network).
+        ``score_threshold`` / ``pixel_agreement`` (instance output) override the predictor's: voxels whose stitched
+        instance score is below the first are not lesions, lesions whose maximum pixel-branch lesion probability is
+        below the second are dropped (used to choose both on validation without re-running the network).
         """
         from plan_lite.data.preprocess import invert
         from plan_lite.model.postprocess import (
             INSTANCE_CHANNELS,
             decide_labels,
+            gate_lesions,
             instance_labels,
             label_lesions,
             retype_lesions,
@@ -222,9 +233,12 @@ class Predictor:
         lesion_vox = np.isin(label, LESION_LABELS)
         records, inst = label_lesions(label, probs, prep.spacing, self.min_volume_mm3,
                                       max_liver_distance_mm=self.max_dist, scores=scores)
+        pixel = out[first_pixel:first_patient] if self.pixel_types else out[first:NUM_CLASSES]
         if self.lesion_type != "query":  # pixel-branch types: stitched beside, or the semantic channels themselves
-            pixel = out[first_pixel:first_patient] if self.pixel_types else out[first:NUM_CLASSES]
             retype_lesions(label, inst, records, probs[first:], pixel, self.lesion_type)
+        if self.instance:  # both branches must see a lesion (InferConfig.pixel_agreement; 0 keeps all)
+            agree = self.pixel_agreement if pixel_agreement is None else pixel_agreement
+            records = gate_lesions(inst, records, pixel.sum(0), agree)
         dropped = lesion_vox & (inst == 0)
         if dropped.any():
             label[dropped] = out[:first].argmax(0).numpy()[dropped]
@@ -240,17 +254,19 @@ class Predictor:
                       for _, labs in PATIENT_GROUPS[self.cfg.model.patient_groups]]
         full = invert(label, prep.meta).astype(np.uint8)
         inst_full = invert(inst.astype(np.int32), prep.meta)
-        lesions = _lesion_geometry(records, inst_full, case.spacing, case.affine)
+        lesions, lut = _lesion_geometry(records, inst_full, case.spacing, case.affine)
         return CasePrediction(case.case_id, full, np.asarray(case.affine), tuple(case.spacing), lesions,
-                              dict(zip(self.names, (float(s) for s in scores))))
+                              dict(zip(self.names, (float(s) for s in scores))), lut[inst_full])
 
 
-def _lesion_geometry(records: list[dict], inst: np.ndarray, spacing, affine) -> list[dict]:
-    """Lesion records measured in the input grid: volume, radius, centre (voxel z,y,x and world x,y,z mm), bbox."""
+def _lesion_geometry(records: list[dict], inst: np.ndarray, spacing, affine) -> tuple[list[dict], np.ndarray]:
+    """Lesion records measured in the input grid: volume, radius, centre (voxel z,y,x and world x,y,z mm), bbox;
+    and the look-up table from ``inst``'s ids to the output ids (1..n in record order, 0 for vanished lesions)."""
     from scipy import ndimage
 
     voxel = float(np.prod(spacing))
     objs = ndimage.find_objects(inst) if inst.max() > 0 else []
+    lut = np.zeros(max([int(inst.max())] + [r["id"] for r in records]) + 1, dtype=np.int32)
     out = []
     for r in records:
         i = r["id"]
@@ -261,15 +277,17 @@ def _lesion_geometry(records: list[dict], inst: np.ndarray, spacing, affine) -> 
         vol = len(idx) * voxel
         cz, cy, cx = idx.mean(0)
         world = np.asarray(affine) @ np.array([cx, cy, cz, 1.0])
+        lut[i] = len(out) + 1
+        extra = {"pixel_probability": r["pixel_probability"]} if "pixel_probability" in r else {}
         out.append({
             "id": len(out) + 1, "label": int(r["label"]), "type": LABEL_NAMES[int(r["label"])],
             "probability": float(r["probability"]), "type_probabilities": r["type_probs"],
             "volume_mm3": vol, "equivalent_radius_mm": (3 * vol / (4 * math.pi)) ** (1 / 3),
             "num_voxels": int(len(idx)), "center_voxel_zyx": [float(cz), float(cy), float(cx)],
             "center_world_mm": [float(v) for v in world[:3]],
-            "bbox_zyx": {"start": [int(s.start) for s in sl], "stop": [int(s.stop) for s in sl]},
+            "bbox_zyx": {"start": [int(s.start) for s in sl], "stop": [int(s.stop) for s in sl]}, **extra,
         })
-    return out
+    return out, lut
 
 
 # ---------------------------------------------------------------------------------------------- inputs
@@ -339,7 +357,8 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
             keep_outside_liver: bool = False, device: str | None = None, overlap: float | None = None,
             two_pass: bool = False, predictor: Predictor | None = None, semantic: str | None = None,
             lesion_decision: str | None = None, lesion_output: str | None = None,
-            score_threshold: float | None = None, lesion_type: str | None = None) -> Path:
+            score_threshold: float | None = None, lesion_type: str | None = None,
+            pixel_agreement: float | None = None, instance_paint: str | None = None) -> Path:
     """Predict every input case into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     Every inference setting left at None comes from the checkpoint's ``cfg.infer`` (the settings training
@@ -352,13 +371,17 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
     ``lesion_decision`` (``"argmax"`` or ``"merged"``) turns probabilities into labels (``decide_labels``).
     ``lesion_type`` (``"query"``, ``"pixel"`` or ``"fused"``): where each lesion's type comes from
     (``plan_lite.model.postprocess.retype_lesions``).
+    ``instance_paint`` (instance output): ``"lesion"`` or ``"panoptic"`` (``postprocess.instance_inference``).
+    ``pixel_agreement`` (instance output): drop lesions whose maximum pixel-branch lesion probability is below it
+    (``plan_lite.model.postprocess.gate_lesions``; every lesion record carries its ``pixel_probability``).
     ``split`` (MSD folder input): one split name or several, e.g. ``("val", "test")`` so that the evaluation can
     choose the patient threshold on ``val`` before it is applied to ``test``.
     """
     pred = predictor or Predictor(checkpoint, device=device, overlap=overlap, keep_outside_liver=keep_outside_liver,
                                   two_pass=two_pass, semantic=semantic, lesion_decision=lesion_decision,
                                   lesion_output=lesion_output, score_threshold=score_threshold,
-                                  lesion_type=lesion_type)
+                                  lesion_type=lesion_type, pixel_agreement=pixel_agreement,
+                                  instance_paint=instance_paint)
     loaders = resolve_inputs(inputs if isinstance(inputs, (list, tuple)) else [inputs], pred.cfg.data.phases, split)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

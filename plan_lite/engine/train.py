@@ -145,7 +145,7 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
     ``stop_after`` ends the run cleanly (checkpoint written) after that many total steps without changing the
     schedule; ``max_minutes`` does the same when the wall-clock budget is spent. ``resume=True`` continues from
     ``out_dir/last.pt`` exactly (its saved config and schedule win). At the end of a finished (or timed-out)
-    run in stage 2 with instance output and a val split, ``calibrate`` chooses the lesion score threshold on val and stores it in
+    run in stage 2 with instance output and a val split, ``calibrate`` chooses the lesion score threshold and pixel agreement on val and stores them in
     ``last.pt`` and ``best.pt`` (``plan_lite.engine.calibrate``).
     """
     from plan_lite.losses import PlanCriterion
@@ -278,12 +278,13 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
             same = best_step == step  # best.pt is the last checkpoint: one calibration serves both
             for name in ("last.pt",) if same else ("last.pt", "best.pt"):
                 rec = calibrate_checkpoint(out / name, dataset_dir, progress=progress, device=str(info.device))
-                if progress and "score_threshold" in rec:
-                    print(f"{name}: lesion score threshold {rec['score_threshold']:g} chosen on val "
-                          f"({len(rec['cases'])} cases; calibration_{Path(name).stem}.json)")
-            if same and "score_threshold" in rec:
+                if progress and "infer" in rec:
+                    print(f"{name}: lesion score threshold {rec['score_threshold']:g}, pixel agreement "
+                          f"{rec['pixel_agreement']:g} chosen on val ({len(rec['cases'])} cases, lesion F1 "
+                          f"{rec['val']['f1'] or 0:.2f}; calibration_{Path(name).stem}.json)")
+            if same and "infer" in rec:
                 best_state = ckpt.load_checkpoint(out / "best.pt")
-                best_state["config"]["infer"]["score_threshold"] = rec["score_threshold"]
+                best_state["config"]["infer"].update(rec["infer"])
                 ckpt.save_checkpoint(out / "best.pt", best_state)
         barrier(info)
         if info.enabled:  # every rank records its weights' digest: DDP replicas must agree

@@ -293,6 +293,33 @@ def retype_lesions(label_map: np.ndarray, instances: np.ndarray, records: list[d
                  type_probs={LABEL_NAMES[k]: float(v) for k, v in zip(LESION_LABELS, d)})
 
 
+def gate_lesions(instances: np.ndarray, records: list[dict], pixel_lesion, threshold: float) -> list[dict]:
+    """Keep the lesions that the pixel branch also sees (``InferConfig.pixel_agreement``), in place on ``instances``.
+
+    ``instances`` / ``records``: the output of ``label_lesions``; ``pixel_lesion`` (D, H, W): the pixel branch's
+    summed lesion probability (labels 7-14; numpy or torch). Every record gets ``pixel_probability``, the maximum of
+    ``pixel_lesion`` over its voxels; records below ``threshold`` are removed and their voxels set to 0 in
+    ``instances`` (0 keeps every lesion). Returns the kept records (ids unchanged).
+
+    Why: after a short training the lesion branch's false positives are small masks where the pixel branch's
+    lesion probability is ~0, with scores like the true lesions' (the book's lesson on evaluation).
+    """
+    if not records:
+        return records
+    pix = torch.as_tensor(pixel_lesion).float().numpy()
+    objs = ndimage.find_objects(instances)
+    kept = []
+    for r in records:
+        sl = objs[r["id"] - 1]
+        comp = instances[sl] == r["id"]
+        r["pixel_probability"] = float(pix[sl][comp].max())
+        if r["pixel_probability"] >= threshold:
+            kept.append(r)
+        else:
+            instances[sl][comp] = 0
+    return kept
+
+
 def extract_lesions(label_map, probs=None, spacing=(1.0, 1.0, 1.0), min_volume_mm3: float = 25.0,
                     liver_label: int = LIVER_LABEL, max_liver_distance_mm: float | None = 3.0) -> list[dict]:
     """Lesion records of a predicted label map (see ``label_lesions``, which also returns the instance map)."""
