@@ -7,8 +7,9 @@ the test split with the paper's protocol (``evaluate_folders``; patient threshol
 come from a short calibration run of the same variant (seconds per stage-1 and stage-2 step on this machine).
 
 Training CPU time is the process CPU time of the training steps (``log.jsonl``'s ``cpu``; one thread, data
-preprocessing not counted), so other jobs on the machine change the wall time, not the budget. The lesion score threshold of PLAN's instance output is chosen on val after training
-(``plan_lite.engine.calibrate``), as ``train`` does by default.
+preprocessing not counted), so other jobs on the machine change the wall time, not the budget. The lesion score threshold and the pixel agreement of PLAN's
+instance output are chosen on val after training (``plan_lite.engine.calibrate``), as ``train`` does by default; the
+table's ``pixel agr.`` column says which agreement each run got (runs calibrated before the agreement existed: 0).
 
 Each figure is printed with its 95 % bootstrap interval over test cases and next to its chance level: the fraction
 of the liver the model marks as lesion (a detector that marked that fraction at random would reach about that
@@ -145,11 +146,13 @@ def _pct(v, ci=None) -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ["cohort", "variant", "CPU min", "steps", "chance", *KEYS]
+    head = ["cohort", "variant", "CPU min", "steps", "pixel agr.", "chance", *KEYS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for res in sorted(results, key=lambda r: (r["cohort"], r["steps"], r["variant"])):
         vals, ci = row_values(res), res.get("ci95", {})
-        cells = [res["cohort"], res["variant"], f"{res['train_cpu_s'] / 60:.1f}", str(res["steps"]),
+        inf = res.get("inference", {})
+        agree = f"{inf.get('pixel_agreement', 0.0):g}" if inf.get("lesion_output") == "instance" else "-"
+        cells = [res["cohort"], res["variant"], f"{res['train_cpu_s'] / 60:.1f}", str(res["steps"]), agree,
                  _pct(res["chance_recall"])]
         cells += [_pct(vals.get(k), ci.get(k)) for k in KEYS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -169,6 +172,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each)")
     ap.add_argument("--table", help="also write the Markdown table (with provenance) here")
+    ap.add_argument("--keep", metavar="JSON", help="a previous table's .json: its runs stay in the table beside the "
+                                                    "new ones (e.g. runs made before an inference change)")
     args = ap.parse_args(argv)
     from plan_lite.config import parse_overrides
 
@@ -196,6 +201,8 @@ def main(argv=None) -> int:
             results = list(ex.map(run_one, jobs))
     else:
         results = [run_one(j) for j in jobs]
+    if args.keep:
+        results = json.loads(Path(args.keep).read_text()) + results
     text = table(results)
     print(text)
     if args.table:

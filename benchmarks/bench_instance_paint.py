@@ -24,8 +24,20 @@ import sys
 import time
 from pathlib import Path
 
-KEYS = ("f1", "precision", "recall", "recall_[5,10)", "recall_[10,20)", "recall_[20,inf)", "dice", "type_accuracy",
-        "auc_any_tumor", "specificity_normal", "chance")
+KEYS = ("f1", "precision", "recall", "recall_[5,10)", "recall_[10,20)", "recall_[20,inf)", "recall_>=10", "dice",
+        "type_accuracy", "auc_any_tumor", "specificity_normal", "chance")
+
+
+def _test_metrics(data: Path, pred: Path) -> tuple[dict, dict]:
+    """Evaluate the test split of ``pred``: (the full metrics, the table's figures)."""
+    from plan_lite.engine.experiment import summary_row
+    from plan_lite.metrics import evaluate_folders, marked_liver_fraction, recall_from_bins
+
+    m = evaluate_folders(data, pred, cases_csv=data / "cases.csv", splits=("test",), progress=False)
+    row = summary_row(m)
+    row["recall_>=10"] = recall_from_bins(m["lesion"].get("recall_by_radius") or {})  # the training goal's bin
+    row["chance"] = marked_liver_fraction(data, pred, cases=list(m["per_case"]))
+    return m, row
 
 
 MODES = ("lesion", "panoptic", "lesion+gate", "panoptic+gate")
@@ -37,13 +49,17 @@ def run_pair(checkpoint: Path, data: Path, out: Path, mode: str) -> dict:
 
     from plan_lite.engine.calibrate import AGREEMENTS, calibrate_checkpoint
     from plan_lite.engine.checkpoint import load_checkpoint, save_checkpoint
-    from plan_lite.engine.experiment import summary_row
     from plan_lite.engine.predict import predict
-    from plan_lite.metrics import bootstrap_intervals, evaluate_folders, marked_liver_fraction
+    from plan_lite.metrics import bootstrap_intervals
+    from plan_lite.utils import atomic_write_json
 
     done = out / "summary.json"
     if done.exists():
-        return json.loads(done.read_text())
+        res = json.loads(done.read_text())
+        if "recall_>=10" not in res["summary"] and (out / "pred").is_dir():  # a pair measured before the column
+            res["summary"] = _test_metrics(data, out / "pred")[1]
+            atomic_write_json(done, res)
+        return res
     torch.set_num_threads(1)
     t0, c0 = time.time(), time.process_time()
     out.mkdir(parents=True, exist_ok=True)
@@ -53,15 +69,11 @@ def run_pair(checkpoint: Path, data: Path, out: Path, mode: str) -> dict:
     save_checkpoint(out / "last.pt", state)
     cal = calibrate_checkpoint(out / "last.pt", data, agreements=AGREEMENTS if gate else (0.0,))
     predict(out / "last.pt", [data], out / "pred", progress=False, split=("val", "test"))
-    m = evaluate_folders(data, out / "pred", cases_csv=data / "cases.csv", splits=("test",), progress=False)
-    row = summary_row(m)
-    row["chance"] = marked_liver_fraction(data, out / "pred", cases=list(m["per_case"]))
+    m, row = _test_metrics(data, out / "pred")
     res = {"checkpoint": str(checkpoint), "step": int(state.get("step", 0)), "paint": paint, "mode": mode,
            "score_threshold": cal.get("score_threshold"), "pixel_agreement": cal.get("pixel_agreement", 0.0), "summary": row, "ci95": bootstrap_intervals(m),
            "n_test_cases": m["n_cases"], "seconds": round(time.time() - t0, 1),
            "cpu_seconds": round(time.process_time() - c0, 1)}
-    from plan_lite.utils import atomic_write_json
-
     atomic_write_json(done, res)
     (out / "last.pt").unlink()  # the weights are the source checkpoint's; keep the folder small
     return res
@@ -109,6 +121,8 @@ def main(argv=None) -> int:
     ap.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"),
                     help="paired difference A - B to report (default: panoptic lesion; repeatable)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--cached-only", action="store_true",
+                    help="measure nothing new: tabulate the finished pairs under --out, skip the others")
     ap.add_argument("--table", help="also write the Markdown table (with provenance) here, and .json beside it")
     args = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -117,7 +131,11 @@ def main(argv=None) -> int:
     for item in args.checkpoint:
         name, _, path = item.partition("=")
         for mode in args.modes:
-            r = run_pair(Path(path), data, Path(args.out) / f"{name}_{mode.replace('+', '_')}", mode)
+            folder = Path(args.out) / f"{name}_{mode.replace('+', '_')}"
+            if args.cached_only and not (folder / "summary.json").is_file():
+                print(f"{name} {mode}: not measured", flush=True)
+                continue
+            r = run_pair(Path(path), data, folder, mode)
             results.setdefault(name, {})[mode] = r
             print(f"{name} {mode}: F1 {r['summary']['f1']:.3f} P {r['summary']['precision']} "
                   f"R {r['summary']['recall']:.3f} (thr {r['score_threshold']})", flush=True)
@@ -132,7 +150,8 @@ def main(argv=None) -> int:
             if not d:
                 continue
             diff[f"{g}: {a} - {b}"] = d
-            text += (f"\n\nPaired difference {a} - {b}, {g} ({len(members)} checkpoints; percentage points, "
+            n = max(v["n"] for v in d.values())
+            text += (f"\n\nPaired difference {a} - {b}, {g} ({n} checkpoint{'s' * (n > 1)}; percentage points, "
                      "mean ± sd): " + ", ".join(f"{k} {v['mean']:+.1f}" + (f" ± {v['sd']:.1f}" if v["sd"] is not None
                                                                           else "") for k, v in d.items()))
     print(text)

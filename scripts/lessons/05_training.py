@@ -181,6 +181,31 @@ if val_log.exists() and val_log.read_text().strip():
         print("  ", line)
 
 # %% [markdown]
+# ## 5. The operating point, chosen on validation
+#
+# At the end of the run `train` predicts the validation split once more and chooses how the lesion branch's
+# output becomes lesions (`plan_lite.engine.calibrate`): the **score threshold** a query needs (its lesion
+# probability x mask quality) and the **pixel agreement**, the lesion probability the pixel branch must reach
+# somewhere inside a lesion for it to be kept (0 = off). The pair with the best lesion F1 on val goes into the
+# checkpoint's `cfg.infer`, so `predict` (lesson 6) reproduces it without flags; the test split is never looked at.
+# The table is that F1 for every pair (chosen cell in bold). After a short training the scores of true and false
+# lesions are alike, so the score threshold changes little; most false positives are small masks the pixel branch
+# does not see, which the agreement removes.
+
+# %%
+from plan_lite.engine.calibrate import calibration_markdown  # noqa: E402
+
+cal_path = run_dir / "calibration_last.json"
+calibration = json.loads(cal_path.read_text()) if cal_path.exists() else None
+if calibration and "table" in calibration:
+    display(Markdown(calibration_markdown(calibration)))
+    metrics.update(score_threshold=calibration["score_threshold"], pixel_agreement=calibration["pixel_agreement"],
+                   val_lesion_f1=calibration["val"]["f1"])
+else:
+    print("no calibration (the run ended in stage 1, or the dataset has no val split):",
+          (calibration or {}).get("skipped", "calibration_last.json absent"))
+
+# %% [markdown]
 # The numbers quoted in this lesson are written to `out_dir/metrics.json`: the first and last logged total loss,
 # the pixel-branch loss (comparable across the stages), the steps and the wall-clock seconds.
 
@@ -224,6 +249,8 @@ print(json.dumps(metrics, indent=2))
 #   0.1; the log keeps every term.
 # - Stage 1 trains the pixel branch alone, so the anchors are meaningful when stage 2 starts.
 # - A checkpoint carries model, optimiser, schedule, statistics and all random states; resume is exact.
+# - The lesion operating point (score threshold, pixel agreement) is chosen on val at the end and stored in the
+#   checkpoint.
 #
 # ## What's next
 #
