@@ -305,3 +305,25 @@ def test_type_source_figure_draws_test_bars_with_their_intervals_and_val_markers
     assert np.allclose(val[1].get_ydata(), [45, 65]) and np.isnan(val[0].get_ydata()[1])
     with pytest.raises(PlanLiteError, match="plot_type_sources"):
         plot_type_sources({"results": {}})
+
+
+def test_inference_mode_figure_draws_the_mean_over_a_groups_checkpoints():
+    from plan_lite.viz.plots import plot_inference_modes
+
+    def row(f1, precision, chance=0.02):
+        return {"summary": {"f1": f1, "precision": precision, "recall": None, "chance": chance}}
+
+    report = {"results": {
+        "plan_s0": {"lesion": row(0.3, 0.4), "lesion+gate": row(0.6, 0.8)},
+        "plan_s1": {"lesion": row(0.5, 0.2), "lesion+gate": row(0.6, 0.9)},
+        "other_s0": {"lesion": row(0.9, 0.9)}}}  # another group: not drawn
+    fig = plot_inference_modes(report, metrics=("f1", "precision", "recall"))
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights[:2] == pytest.approx([40, 30]) and heights[3:5] == pytest.approx([60, 85])
+    assert np.isnan(heights[2]) and np.isnan(heights[5])  # recall not measured
+    chance = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    assert chance and chance[0].get_ydata()[0] == pytest.approx(2.0)
+    assert {"lesion (2 runs)", "lesion+gate (2 runs)"} <= {t.get_text() for t in ax.get_legend().get_texts()}
+    with pytest.raises(PlanLiteError, match="plot_inference_modes"):
+        plot_inference_modes(report, group="none")

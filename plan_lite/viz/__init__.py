@@ -19,6 +19,7 @@ from plan_lite.viz.montage import LABEL_COLORS, WINDOWS, choose_slices, lesion_c
 from plan_lite.viz.plots import (
     plot_budgets,
     plot_hu_curves,
+    plot_inference_modes,
     plot_loss_curves,
     plot_mechanisms,
     plot_paired_differences,
@@ -44,5 +45,5 @@ def slice_viewer(*args: Any, **kwargs: Any) -> Any:
     return _slice_viewer(*args, **kwargs)
 
 
-__all__ = ["LABEL_COLORS", "WINDOWS", "montage", "lesion_browser", "slice_viewer", "view3d", "plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets", "plot_type_sources",
+__all__ = ["LABEL_COLORS", "WINDOWS", "montage", "lesion_browser", "slice_viewer", "view3d", "plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets", "plot_type_sources", "plot_inference_modes",
            "plot_loss_curves", "plot_points", "plot_hu_curves", "choose_slices", "lesion_components"]

@@ -427,4 +427,44 @@ def plot_type_sources(report: Mapping[str, Any]) -> Figure:
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return fig
 
-__all__ = ["plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets", "plot_type_sources", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]
+def plot_inference_modes(report: Mapping[str, Any], group: str = "plan",
+                         metrics: Sequence[str] = ("f1", "precision", "recall", "recall_>=10")) -> Figure:
+    """Test figures of one checkpoint group by inference mode (``benchmarks/bench_instance_paint.py``'s JSON:
+    ``report["results"][checkpoint][mode]["summary"]``; checkpoints ``<group>_s<seed>``): one group of bars per
+    metric, one bar per mode (painting, +gate = pixel agreement chosen on val) at the mean over checkpoints, with
+    +- 1 sd and each checkpoint as a dot. The dashed line is the mean chance level (fraction of the liver marked)."""
+    import re
+
+    results = {n: r for n, r in (report.get("results") or {}).items() if re.sub(r"_s\d+$", "", n) == group}
+    if not results:
+        raise PlanLiteError(f"viz: plot_inference_modes found no checkpoint of group {group!r} in the report "
+                            "(bench_instance_paint.py's JSON)")
+    modes = list(dict.fromkeys(m for r in results.values() for m in r))
+    fig, ax = _new((1.6 * len(metrics) + 2.6, 3.4))
+    width = 0.8 / max(1, len(modes))
+    x = np.arange(len(metrics))
+    for i, mode in enumerate(modes):
+        per = [[100 * r[mode]["summary"][k] if mode in r and r[mode]["summary"].get(k) is not None else np.nan
+                for r in results.values()] for k in metrics]
+        mean = np.array([np.nanmean(v) if np.isfinite(v).any() else np.nan for v in per])
+        sd = np.array([np.nanstd(v, ddof=1) if np.isfinite(v).sum() > 1 else 0.0 for v in per])
+        xs = x - 0.4 + width * (i + 0.5)
+        n = max(int(np.isfinite(v).sum()) for v in per)
+        color = _CYCLE[i % len(_CYCLE)]
+        ax.bar(xs, mean, width * 0.95, yerr=sd, capsize=3, color=color, label=f"{mode} ({n} run{'s' * (n > 1)})")
+        for xi, v in zip(xs, per):
+            ax.plot([xi] * len(v), v, ".", color="black", ms=3)
+    chance = [100 * m["summary"]["chance"] for r in results.values() for m in r.values()
+              if m["summary"].get("chance") is not None]
+    if chance:
+        ax.axhline(float(np.mean(chance)), ls="--", lw=1, color="grey", label="chance (liver marked)")
+    ax.set_xticks(x, [k.replace("_", " ").replace(">=10", "r >= 10 mm") for k in metrics], fontsize=8)
+    ax.set_ylim(0, 100)
+    ax.set_ylabel("test split (%)")
+    ax.set_title(f"{group}: the same weights read out by each inference mode", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+__all__ = ["plot_roc", "plot_recall_by_size", "plot_paired_differences", "plot_mechanisms", "plot_budgets", "plot_type_sources", "plot_inference_modes", "plot_loss_curves", "plot_points", "plot_hu_curves", "read_log"]

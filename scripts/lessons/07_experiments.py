@@ -50,7 +50,13 @@ from plan_lite.engine.experiment import TABLE_COLUMNS, ablation_markdown, budget
 from plan_lite.lessons import check_common, ensure_dataset, is_int, need, show
 from plan_lite.sweep import plot, run_sweep
 from plan_lite.utils import atomic_write_json
-from plan_lite.viz import plot_budgets, plot_mechanisms, plot_paired_differences, plot_type_sources
+from plan_lite.viz import (
+    plot_budgets,
+    plot_inference_modes,
+    plot_mechanisms,
+    plot_paired_differences,
+    plot_type_sources,
+)
 
 T0 = time.time()
 
@@ -381,6 +387,8 @@ pt_path = Path(paint_reference) if paint_reference else None
 if pt_path is not None and pt_path.is_file():
     text = pt_path.read_text()
     display(Markdown(text[text.index("| checkpoint"):]))  # the table and the paired differences
+    if pt_path.with_suffix(".json").is_file():
+        show(plot_inference_modes(json.loads(pt_path.with_suffix(".json").read_text())), out_path, "inference_modes")
 else:
     print(f"no painting comparison at {paint_reference!r}")
 
