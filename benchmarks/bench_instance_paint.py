@@ -11,7 +11,7 @@ compete for the voxels too; ``+gate`` - the pixel agreement is chosen on val tog
 threshold chosen on val). Finished pairs are kept (``OUT/<name>_<mode>/summary.json``)::
 
     python benchmarks/bench_instance_paint.py DATA --checkpoint plan_s0=runs/plan/seed0/run/last.pt \\
-        --out runs/paint --table benchmarks/results/instance_paint_cpu.md
+        --compare lesion+gate lesion --out runs/paint --table benchmarks/results/instance_paint_cpu.md
 """
 
 from __future__ import annotations
@@ -121,6 +121,7 @@ def main(argv=None) -> int:
     ap.add_argument("--compare", nargs=2, action="append", metavar=("A", "B"),
                     help="paired difference A - B to report (default: panoptic lesion; repeatable)")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--note", default="", help="a paragraph for the table file (what the checkpoints are)")
     ap.add_argument("--cached-only", action="store_true",
                     help="measure nothing new: tabulate the finished pairs under --out, skip the others")
     ap.add_argument("--table", help="also write the Markdown table (with provenance) here, and .json beside it")
@@ -162,10 +163,12 @@ def main(argv=None) -> int:
         prov = (f"Command: `{meta['command']}`  \n"
                 f"Commit {meta['commit']}; {meta['machine']}, one torch thread; wall time "
                 f"{(time.time() - t0) / 60:.0f} min for the pairs not already measured.  \n"
-                "Values in % on the test split (95 % bootstrap intervals over cases for F1, precision, recall); "
-                "each painting mode's lesion score threshold chosen on val; `chance` = fraction of the liver "
-                "marked as lesion.\n\n")
-        atomic_write_text(Path(args.table), "# Instance painting of the lesion branch's output\n\n" + prov + text + "\n")
+                + (args.note.strip() + "  \n" if args.note.strip() else "")
+                + "Values in % on the test split (95 % bootstrap intervals over cases for F1, precision, recall); "
+                "each mode's score threshold (and, +gate, pixel agreement) chosen on val; `recall_>=10` pools the "
+                "lesions of radius >= 10 mm; `chance` = fraction of the liver marked as lesion.\n\n")
+        atomic_write_text(Path(args.table), "# The lesion branch's output: painting and pixel agreement\n\n" + prov
+                          + text + "\n")
         atomic_write_text(Path(args.table).with_suffix(".json"),
                           json.dumps({"results": results, "paired": diff}, indent=1))
     return 0

@@ -36,6 +36,7 @@ def test_reference_checkpoint_loads_safely(name):
     assert prov["preset"] == name.removesuffix("_cpu")
     assert {"command", "commit", "training_cohort", "check_cohort", "test_split", "check"} <= set(prov)
     assert state["config"]["infer"]["score_threshold"] == prov["calibration"]["score_threshold"]
+    assert state["config"]["infer"].get("pixel_agreement", 0.0) == prov["calibration"].get("pixel_agreement", 0.0)
 
 
 @pytest.mark.parametrize("name", NAMES)
