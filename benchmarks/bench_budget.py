@@ -79,14 +79,19 @@ def run_one(job: dict) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from plan_lite.engine.predict import predict
     from plan_lite.engine.train import train
-    from plan_lite.metrics import bootstrap_intervals, evaluate_folders, marked_liver_fraction
 
     out = Path(job["out"])
     done = out / "metrics.json"
-    if done.exists():
+    if done.exists() and not job.get("recalibrate"):
         return json.loads(done.read_text())
+    if done.exists():  # keep the training, redo the inference choice and the evaluation (after an inference change)
+        res = json.loads(done.read_text())
+        res.update(evaluate_run(out, Path(job["data"]), res["variant"]))
+        from plan_lite.utils import atomic_write_json
+
+        atomic_write_json(done, res)
+        return res
     data, variant, seed, overrides = Path(job["data"]), job["variant"], job["seed"], job["overrides"]
     per_step = None
     if job.get("steps"):
@@ -100,7 +105,20 @@ def run_one(job: dict) -> dict:
           resume=(out / "run" / "last.pt").exists(), calibrate=False)
     train_s = time.time() - t0
     train_cpu_s = json.loads((out / "run" / "log.jsonl").read_text().splitlines()[-1])["cpu"]  # steps only
+    res = {"cohort": job["cohort"], "variant": variant, "minutes": job["minutes"], "seed": seed, "steps": steps,
+           "cpu_s_per_step": per_step, "train_s": train_s, "train_cpu_s": train_cpu_s, "overrides": overrides,
+           **evaluate_run(out, data, variant)}
+    from plan_lite.utils import atomic_write_json
+
+    atomic_write_json(done, res)
+    return res
+
+
+def evaluate_run(out: Path, data: Path, variant: str) -> dict:
+    """Choose the inference settings on val (``calibrate_checkpoint``), predict val + test, evaluate test."""
     from plan_lite.engine.calibrate import calibrate_checkpoint
+    from plan_lite.engine.predict import predict
+    from plan_lite.metrics import bootstrap_intervals, evaluate_folders, marked_liver_fraction
 
     t0 = time.time()
     calib = calibrate_checkpoint(out / "run" / "last.pt", data)  # the lesion score threshold, chosen on val
@@ -112,17 +130,11 @@ def run_one(job: dict) -> dict:
     m = evaluate_folders(data, out / "pred", cases_csv=data / "cases.csv", splits=("test",), score_source=source,
                          progress=False)
     chance = marked_liver_fraction(data, out / "pred", cases=list(m["per_case"]))
-    res = {"cohort": job["cohort"], "variant": variant, "minutes": job["minutes"], "seed": seed, "steps": steps,
-           "cpu_s_per_step": per_step, "train_s": train_s, "train_cpu_s": train_cpu_s, "predict_s": predict_s,
-           "calibration_s": calib_s, "score_threshold": calib.get("score_threshold"),
-           "chance_recall": chance, "ci95": bootstrap_intervals(m), "overrides": overrides,
-           "inference": json.loads((out / "pred" / "prediction.json").read_text()),
-           "lesion": {k: v for k, v in m["lesion"].items() if k != "pairs"}, "pixel": m["pixel"],
-           "patient": m["patient"], "n_test_cases": m["n_cases"]}
-    from plan_lite.utils import atomic_write_json
-
-    atomic_write_json(done, res)
-    return res
+    return {"predict_s": predict_s, "calibration_s": calib_s, "score_threshold": calib.get("score_threshold"),
+            "chance_recall": chance, "ci95": bootstrap_intervals(m),
+            "inference": json.loads((out / "pred" / "prediction.json").read_text()),
+            "lesion": {k: v for k, v in m["lesion"].items() if k != "pairs"}, "pixel": m["pixel"],
+            "patient": m["patient"], "n_test_cases": m["n_cases"]}
 
 
 def row_values(res: dict) -> dict:
@@ -172,6 +184,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each)")
     ap.add_argument("--table", help="also write the Markdown table (with provenance) here")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="finished runs: keep the training, redo calibration, prediction and evaluation")
     ap.add_argument("--keep", metavar="JSON", help="a previous table's .json: its runs stay in the table beside the "
                                                     "new ones (e.g. runs made before an inference change)")
     args = ap.parse_args(argv)
@@ -189,6 +203,7 @@ def main(argv=None) -> int:
     budgets = [("steps", n) for n in args.steps] if args.steps else [("minutes", m) for m in args.minutes]
     jobs = [{"cohort": c, "data": str(p), "variant": v, "minutes": b if kind == "minutes" else None,
              "steps": b if kind == "steps" else None, "seed": args.seed, "overrides": overrides,
+             "recalibrate": args.recalibrate,
              "out": str(Path(args.out) / c / f"{v}_{b:g}{'min' if kind == 'minutes' else 'steps'}_s{args.seed}"
                         f"{args.tag}")}
             for c, p in cohorts.items() for kind, b in budgets for v in args.variants]

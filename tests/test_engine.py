@@ -353,6 +353,28 @@ def test_best_setting_prefers_f1_then_fewer_false_positives():
     assert best_setting(rows)["threshold"] == 0.1
 
 
+def test_one_standard_error_rule_keeps_the_agreement_off_unless_it_clearly_helps():
+    from plan_lite.engine.calibrate import _row, select_setting
+
+    def table(gate_tp, gate_fp, n_cases=20):
+        """Two settings on n_cases cases with 3 lesions each: agreement off (2 tp, 2 fp per case) and on."""
+        per_case = np.array([[[2, 2, 1], [gate_tp, gate_fp, 3 - gate_tp]]] * n_cases)
+        # some spread between cases, so that the bootstrap has something to resample
+        per_case[::2, :, 1] += 1
+        tot = per_case.sum(0)
+        rows = [_row("lesion", 0.5, 0.0, *tot[0]), _row("lesion", 0.5, 0.6, *tot[1])]
+        return rows, per_case
+
+    rows, per_case = table(2, 1)  # the gate removes one false positive per case: F1 0.53 -> 0.62
+    chosen, info = select_setting(rows, per_case, "lesion")
+    assert info["best"]["pixel_agreement"] == 0.6 and chosen["pixel_agreement"] == 0.6
+    assert info["f1_standard_error"] > 0
+    rows, per_case = table(2, 2)  # same counts on every other case: tie within noise -> the simpler setting
+    rows[1]["f1"] += 0.005  # a sliver better on val
+    chosen, info = select_setting(rows, per_case, "lesion")
+    assert info["best"]["pixel_agreement"] == 0.6 and chosen["pixel_agreement"] == 0.0
+
+
 def test_training_calibrates_the_lesion_threshold_on_val(small_ds, tmp_path):
     """A finished run chooses the instance score threshold on the val split and stores it in last.pt / best.pt;
     ``predict`` then uses it with no flag (prediction.json says so)."""
@@ -368,8 +390,9 @@ def test_training_calibrates_the_lesion_threshold_on_val(small_ds, tmp_path):
     thr, agree = rec["score_threshold"], rec["pixel_agreement"]
     assert {(r["threshold"], r["pixel_agreement"]) for r in rec["table"]} == {
         (t, a) for t in THRESHOLDS for a in AGREEMENTS}
-    assert max((r["f1"] or 0.0) for r in rec["table"]) == next(
-        (r["f1"] or 0.0) for r in rec["table"] if r["threshold"] == thr and r["pixel_agreement"] == agree)
+    chosen = next(r["f1"] or 0.0 for r in rec["table"] if r["threshold"] == thr and r["pixel_agreement"] == agree)
+    assert rec["best_f1"] == max((r["f1"] or 0.0) for r in rec["table"])
+    assert chosen >= rec["best_f1"] - rec["f1_standard_error"]  # the one-standard-error rule
     for name in ("last.pt", "best.pt"):
         infer = load_checkpoint(tmp_path / "run" / name)["config"]["infer"]
         assert (infer["score_threshold"], infer["pixel_agreement"]) == (thr, agree)

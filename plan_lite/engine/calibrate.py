@@ -11,7 +11,11 @@ pair of candidate settings by the lesion F1 of the paper's protocol on those cas
   inside it (``plan_lite.model.postprocess.gate_lesions``);
 * optionally ``instance_paint`` (``paints=("lesion", "panoptic")``: one more network pass per mode).
 
-The best setting goes into the checkpoint's ``cfg.infer`` (with ``calibration_<stem>.json`` beside it), so
+The choice follows the one-standard-error rule (``select_setting``): the simplest setting (pixel agreement off,
+the checkpoint's painting) whose val F1 is within one bootstrap standard error of the best, else the best. A long
+training whose spurious masks are rare gains a point or two of val F1 from the agreement, which a small val
+split cannot tell from noise; a short one gains tens of points. The chosen setting goes into the checkpoint's
+``cfg.infer`` (with ``calibration_<stem>.json`` beside it), so
 ``predict`` uses it without a flag. The test split is never looked at.
 """
 
@@ -40,11 +44,13 @@ def _row(paint, t, a, tp, fp, fn) -> dict:
 
 
 def threshold_table(predictor, dataset_dir, case_ids, thresholds=THRESHOLDS, agreements=AGREEMENTS,
-                    paints=None, progress: bool = False) -> list[dict]:
+                    paints=None, progress: bool = False, per_case: list | None = None) -> list[dict]:
     """Lesion tp / fp / fn, precision, recall and F1 on ``case_ids`` for every (painting mode, score threshold,
     pixel agreement). ``paints``: the painting modes to try (default: the predictor's); each costs one network
     pass per case. The agreement filter is applied to each threshold's prediction by removing the lesions whose
-    ``pixel_probability`` is below it (what ``finish_case(pixel_agreement=...)`` does, without redoing the rest)."""
+    ``pixel_probability`` is below it (what ``finish_case(pixel_agreement=...)`` does, without redoing the rest).
+    ``per_case`` (a list), when given, receives one ``(settings, 3)`` array of tp / fp / fn per case, the settings
+    in the order of the returned rows (what ``select_setting`` resamples)."""
     from plan_lite.data.io import MSDDataset
     from plan_lite.metrics.lesion import lesion_metrics_case
 
@@ -63,6 +69,7 @@ def threshold_table(predictor, dataset_dir, case_ids, thresholds=THRESHOLDS, agr
             gt = case.label
             if gt is None:
                 raise PlanLiteError(f"{dataset_dir}: validation case {cid} has no label file")
+            this: dict = {}
             for mode in paints:
                 predictor.instance_paint = mode
                 prep, out = predictor.stitch_case(case)
@@ -78,6 +85,9 @@ def threshold_table(predictor, dataset_dir, case_ids, thresholds=THRESHOLDS, agr
                         m = lesion_metrics_case(gt, label, case.spacing, details=False)
                         c = counts[(mode, t, a)]
                         c[0], c[1], c[2] = c[0] + m["tp"], c[1] + m["fp"], c[2] + m["fn"]
+                        this[(mode, t, a)] = (m["tp"], m["fp"], m["fn"])
+            if per_case is not None:
+                per_case.append(np.array([this[k] for k in counts], dtype=np.int64))
     finally:
         predictor.instance_paint = before
     return [_row(m, t, a, *c) for (m, t, a), c in counts.items()]
@@ -88,6 +98,40 @@ def best_setting(rows: list[dict], prefer_paint: str | None = None) -> dict:
     positives), then ``prefer_paint`` (the painting the checkpoint had)."""
     return max(rows, key=lambda r: (r["f1"] or 0.0, r["threshold"], r.get("pixel_agreement", 0.0),
                                     r.get("instance_paint") == prefer_paint))
+
+
+def _f1(counts: np.ndarray) -> np.ndarray:
+    """F1 = 2 tp / (2 tp + fp + fn) over the last axis (tp, fp, fn); 0 where nothing was predicted or expected."""
+    tp, fp, fn = counts[..., 0], counts[..., 1], counts[..., 2]
+    den = 2 * tp + fp + fn
+    return np.where(den > 0, 2 * tp / np.maximum(den, 1), 0.0)
+
+
+def select_setting(rows: list[dict], per_case: np.ndarray, prefer_paint: str | None = None, n_boot: int = 200,
+                   seed: int = 0) -> tuple[dict, dict]:
+    """The one-standard-error rule over the rows of ``threshold_table`` (``per_case``: (cases, rows, 3) counts).
+
+    The standard error is that of the best row's F1 over ``n_boot`` bootstrap resamples of the cases. Among the rows
+    within one standard error of the best F1, the simplest is chosen: pixel agreement 0 and ``prefer_paint`` first,
+    then agreement 0, then ``prefer_paint``; within the chosen group, ``best_setting``. Returns ``(row, info)`` with
+    ``info`` = best F1, standard error, and the rule's text.
+    """
+    per_case = np.asarray(per_case)
+    best = best_setting(rows, prefer_paint)
+    i_best = rows.index(best)
+    rng = np.random.default_rng(seed)
+    n = per_case.shape[0]
+    boot = [float(_f1(per_case[rng.integers(0, n, n), i_best].sum(0))) for _ in range(n_boot)] if n > 1 else [0.0]
+    se = float(np.std(boot, ddof=1)) if len(boot) > 1 else 0.0
+    best_f1 = best["f1"] or 0.0
+    near = [r for r in rows if (r["f1"] or 0.0) >= best_f1 - se]
+    groups = ([r for r in near if r["pixel_agreement"] == 0 and r["instance_paint"] == prefer_paint],
+              [r for r in near if r["pixel_agreement"] == 0],
+              [r for r in near if r["instance_paint"] == prefer_paint], near)
+    chosen = best_setting(next(g for g in groups if g), prefer_paint)
+    return chosen, {"best_f1": best_f1, "best": {k: best[k] for k in ("instance_paint", "threshold",
+                                                                      "pixel_agreement")},
+                    "f1_standard_error": se, "bootstrap_resamples": n_boot}
 
 
 def calibrate_checkpoint(checkpoint, dataset_dir, split: str = "val", max_cases: int | None = None,
@@ -116,8 +160,10 @@ def calibrate_checkpoint(checkpoint, dataset_dir, split: str = "val", max_cases:
     ids = ids[:max_cases] if max_cases else ids
     if not ids:
         return {"skipped": f"no {split} cases"}
-    rows = threshold_table(pred, dataset_dir, ids, agreements=agreements, paints=paints, progress=progress)
-    best = best_setting(rows, prefer_paint=pred.instance_paint)
+    per_case: list = []
+    rows = threshold_table(pred, dataset_dir, ids, agreements=agreements, paints=paints, progress=progress,
+                           per_case=per_case)
+    best, info = select_setting(rows, np.stack(per_case), prefer_paint=pred.instance_paint)
     chosen = {"score_threshold": best["threshold"], "pixel_agreement": best["pixel_agreement"],
               "instance_paint": best["instance_paint"]}
     state = load_checkpoint(checkpoint)
@@ -125,7 +171,9 @@ def calibrate_checkpoint(checkpoint, dataset_dir, split: str = "val", max_cases:
     save_checkpoint(checkpoint, state)
     record = {"checkpoint": checkpoint.name, "step": int(state.get("step", 0)), "split": split, "cases": ids,
               **chosen, "infer": chosen, "val": {k: best[k] for k in ("tp", "fp", "fn", "precision", "recall", "f1")},
-              "selection": "highest lesion F1 on the split (ties: higher score threshold, then higher agreement)",
+              "selection": "one-standard-error rule on the split's lesion F1: the simplest setting (pixel agreement "
+                           "0, the checkpoint's painting) within one bootstrap SE of the best, else the best (ties: "
+                           "higher score threshold, then higher agreement)", **info,
               "table": rows}
     atomic_write_json(checkpoint.parent / f"calibration_{checkpoint.stem}.json", record)
     return record
@@ -159,5 +207,5 @@ def calibration_markdown(record: dict) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["calibrate_checkpoint", "threshold_table", "best_setting", "calibration_markdown", "THRESHOLDS",
+__all__ = ["calibrate_checkpoint", "threshold_table", "best_setting", "select_setting", "calibration_markdown", "THRESHOLDS",
            "AGREEMENTS", "CALIBRATED"]
