@@ -449,3 +449,18 @@ def test_preprocessed_folder_is_reused(tmp_path, monkeypatch, capsys):
     os.utime(img, ns=(img.stat().st_atime_ns, img.stat().st_mtime_ns + 10**9))
     assert main(["preprocess", str(ds), "--no-progress", "--set", "patch_size=8,48,48"]) == 0
     assert "written" in capsys.readouterr().out and len(list((ds / "preprocessed").iterdir())) == 3
+
+
+def test_calibration_markdown_is_a_threshold_by_agreement_grid_with_the_choice_in_bold():
+    from plan_lite.engine.calibrate import _row, calibration_markdown
+
+    table = [_row("lesion", t, a, tp, fp, 2) for t, a, tp, fp in
+             ((0.5, 0.0, 4, 6), (0.5, 0.3, 4, 1), (0.8, 0.0, 3, 3), (0.8, 0.3, 2, 0))]
+    record = {"table": table, "instance_paint": "lesion", "score_threshold": 0.5, "pixel_agreement": 0.3,
+              "cases": ["a", "b"], "split": "val", "val": {"tp": 4, "fp": 1, "fn": 2},
+              "best_f1": table[1]["f1"], "f1_standard_error": 0.05}
+    md = calibration_markdown(record).splitlines()
+    assert md[0].endswith("| 0 | 0.3 |") and md[2] == f"| 0.5 | {table[0]['f1']:.2f} | **{table[1]['f1']:.2f}** |"
+    assert md[3] == f"| 0.8 | {table[2]['f1']:.2f} | {table[3]['f1']:.2f} |"
+    assert "pixel agreement 0.3" in md[-1] and "SE 0.05" in md[-1]
+    assert calibration_markdown({"skipped": "stage 1"}) == "calibration skipped: stage 1"

@@ -203,7 +203,9 @@ def calibration_markdown(record: dict) -> str:
     lines.append("")
     lines.append(f"Lesion F1 on {len(record['cases'])} {record['split']} cases, painting {paint!r}; chosen: score "
                  f"threshold {record['score_threshold']:g}, pixel agreement {record.get('pixel_agreement', 0.0):g} "
-                 f"(tp {v.get('tp')}, fp {v.get('fp')}, fn {v.get('fn')}).")
+                 f"(tp {v.get('tp')}, fp {v.get('fp')}, fn {v.get('fn')})"
+                 + (f"; best F1 {record['best_f1']:.2f}, bootstrap SE {record['f1_standard_error']:.2f} (the simplest "
+                    f"setting within one SE is chosen)." if "f1_standard_error" in record else "."))
     return "\n".join(lines)
 
 

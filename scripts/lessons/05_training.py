@@ -187,7 +187,8 @@ if val_log.exists() and val_log.read_text().strip():
 # output becomes lesions (`plan_lite.engine.calibrate`): the **score threshold** a query needs (its lesion
 # probability x mask quality) and the **pixel agreement**, the lesion probability the pixel branch must reach
 # somewhere inside a lesion for it to be kept (0 = off). The pair with the best lesion F1 on val goes into the
-# checkpoint's `cfg.infer`, so `predict` (lesson 6) reproduces it without flags; the test split is never looked at.
+# checkpoint's `cfg.infer` - unless the agreement-off pair is within one bootstrap standard error of it, then that
+# simpler pair does - so `predict` (lesson 6) reproduces it without flags; the test split is never looked at.
 # The table is that F1 for every pair (chosen cell in bold). After a short training the scores of true and false
 # lesions are alike, so the score threshold changes little; most false positives are small masks the pixel branch
 # does not see, which the agreement removes.
