@@ -101,9 +101,12 @@ out_path.mkdir(parents=True, exist_ok=True)
 # lesion probability times the mean mask probability inside its mask), queries above a threshold paint their masks
 # (the higher score x mask probability wins a voxel; with `infer.instance_paint="panoptic"` the background and
 # organ queries compete for the voxels too, as in Mask2Former's panoptic inference - better after 4,000 steps,
-# nothing found after 1,200, see lesson 7), and each painted region is one lesion with its type and score. The threshold is not 0.5 by fiat: at the end of training `train` chose it on the **validation** split
-# (the highest lesion F1) and stored it in the checkpoint with the other inference settings, so `predict` needs
-# no flag to reproduce what training validated (`prediction.json` records what was used). The parameters
+# nothing found after 1,200, see lesson 7), and each painted region is one lesion with its type and score; a
+# lesion is kept only where the pixel branch's lesion probability reaches the **pixel agreement** somewhere inside
+# it. Neither number is fixed by fiat: at the end of training `train` chose both on the **validation** split
+# (the best lesion F1, or the agreement off when that is within one standard error of it; lesson 5, section 5) and
+# stored them in the checkpoint with the other inference settings, so `predict` needs no flag to reproduce what
+# training validated (`prediction.json` records what was used). The parameters
 # `lesion_output`, `semantic`, `lesion_decision` override the checkpoint (None keeps it).
 
 # %%
@@ -126,8 +129,10 @@ predict(ckpt, [data_path], pred_dir, split=splits, progress=True, overlap=overla
         lesion_decision=lesion_decision, lesion_output=lesion_output)
 print(f"predicted the {' and '.join(splits)} splits in {time.time() - t:.0f} s into {pred_dir}")
 used = json.loads((pred_dir / "prediction.json").read_text())
-print("inference:", {k: used[k] for k in ("step", "checkpoint_stage", "lesion_output", "score_threshold",
-                                          "pixel_agreement", "instance_paint", "semantic")})
+print("inference settings (from the checkpoint):")
+for k in ("step", "checkpoint_stage", "lesion_output", "score_threshold", "pixel_agreement", "instance_paint",
+          "semantic"):
+    print(f"  {k}: {used[k]}")
 
 # %% [markdown]
 # ## 2. Metrics and the paper's tables
