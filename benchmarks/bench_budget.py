@@ -87,7 +87,7 @@ def run_one(job: dict) -> dict:
         return json.loads(done.read_text())
     if done.exists():  # keep the training, redo the inference choice and the evaluation (after an inference change)
         res = json.loads(done.read_text())
-        res.update(evaluate_run(out, Path(job["data"]), res["variant"]))
+        res.update(evaluate_run(out, Path(job["data"]), res["variant"]), tag=job.get("tag", ""))
         from plan_lite.utils import atomic_write_json
 
         atomic_write_json(done, res)
@@ -107,7 +107,7 @@ def run_one(job: dict) -> dict:
     train_cpu_s = json.loads((out / "run" / "log.jsonl").read_text().splitlines()[-1])["cpu"]  # steps only
     res = {"cohort": job["cohort"], "variant": variant, "minutes": job["minutes"], "seed": seed, "steps": steps,
            "cpu_s_per_step": per_step, "train_s": train_s, "train_cpu_s": train_cpu_s, "overrides": overrides,
-           **evaluate_run(out, data, variant)}
+           "tag": job.get("tag", ""), **evaluate_run(out, data, variant)}
     from plan_lite.utils import atomic_write_json
 
     atomic_write_json(done, res)
@@ -164,7 +164,7 @@ def table(results: list[dict]) -> str:
         vals, ci = row_values(res), res.get("ci95", {})
         inf = res.get("inference", {})
         agree = f"{inf.get('pixel_agreement', 0.0):g}" if inf.get("lesion_output") == "instance" else "-"
-        cells = [res["cohort"], res["variant"], f"{res['train_cpu_s'] / 60:.1f}", str(res["steps"]), agree,
+        cells = [res["cohort"], res["variant"] + res.get("tag", ""), f"{res['train_cpu_s'] / 60:.1f}", str(res["steps"]), agree,
                  _pct(res["chance_recall"])]
         cells += [_pct(vals.get(k), ci.get(k)) for k in KEYS]
         lines.append("| " + " | ".join(cells) + " |")
@@ -186,6 +186,7 @@ def main(argv=None) -> int:
     ap.add_argument("--table", help="also write the Markdown table (with provenance) here")
     ap.add_argument("--recalibrate", action="store_true",
                     help="finished runs: keep the training, redo calibration, prediction and evaluation")
+    ap.add_argument("--note", default="", help="a paragraph for the table file (what the rows are)")
     ap.add_argument("--keep", metavar="JSON", help="a previous table's .json: its runs stay in the table beside the "
                                                     "new ones (e.g. runs made before an inference change)")
     args = ap.parse_args(argv)
@@ -203,7 +204,7 @@ def main(argv=None) -> int:
     budgets = [("steps", n) for n in args.steps] if args.steps else [("minutes", m) for m in args.minutes]
     jobs = [{"cohort": c, "data": str(p), "variant": v, "minutes": b if kind == "minutes" else None,
              "steps": b if kind == "steps" else None, "seed": args.seed, "overrides": overrides,
-             "recalibrate": args.recalibrate,
+             "recalibrate": args.recalibrate, "tag": args.tag,
              "out": str(Path(args.out) / c / f"{v}_{b:g}{'min' if kind == 'minutes' else 'steps'}_s{args.seed}"
                         f"{args.tag}")}
             for c, p in cohorts.items() for kind, b in budgets for v in args.variants]
@@ -216,6 +217,7 @@ def main(argv=None) -> int:
             results = list(ex.map(run_one, jobs))
     else:
         results = [run_one(j) for j in jobs]
+    results = [{**r, "tag": j["tag"], "cohort": j["cohort"]} for r, j in zip(results, jobs)]  # this call's names
     if args.keep:
         results = json.loads(Path(args.keep).read_text()) + results
     text = table(results)
@@ -228,7 +230,8 @@ def main(argv=None) -> int:
                 f"Commit {meta['commit']}; {meta['machine']}, one torch thread per run, {args.jobs} run(s) in parallel; wall time {(time.time() - t0) / 60:.0f} min.  \n"
                 "Values in % on the test split with 95 % bootstrap intervals over cases; `chance` = fraction of the "
                 "liver marked as lesion (the recall of random marking); patient figures at the threshold chosen "
-                "on val; pixel_only is scored from predicted lesion volumes.\n\n")
+                "on val; pixel_only is scored from predicted lesion volumes.\n\n"
+                + (args.note.strip() + "\n\n" if args.note.strip() else ""))
         from plan_lite.utils import atomic_write_text
 
         atomic_write_text(Path(args.table), "# Training budget on CPU (tiny preset, CPU_RECIPE)\n\n" + prov + text

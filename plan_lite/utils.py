@@ -98,10 +98,12 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def provenance(script: str, argv: list[str] | None = None, full_commit: bool = False) -> dict[str, str]:
+def provenance(script: str, argv: list[str] | None = None, full_commit: bool = False,
+               elide: tuple[str, ...] = ("--note",)) -> dict[str, str]:
     """Where a benchmark's or script's figures come from: ``command`` (``python SCRIPT ARGS``), ``commit`` (git
     HEAD of the checkout this package runs from; ``"unknown"`` outside a git checkout), ``date`` (UTC),
-    ``machine`` (architecture, CPU count, OS) and ``torch`` (version). ``argv`` defaults to ``sys.argv[1:]``."""
+    ``machine`` (architecture, CPU count, OS) and ``torch`` (version). ``argv`` defaults to ``sys.argv[1:]``; the
+    values of the ``elide`` options (free text that the output prints anyway) are written as ``...``."""
     import platform
     import subprocess
     import sys
@@ -116,6 +118,7 @@ def provenance(script: str, argv: list[str] | None = None, full_commit: bool = F
     except (OSError, subprocess.SubprocessError):
         commit = ""
     args = sys.argv[1:] if argv is None else list(argv)
+    args = ["..." if i and args[i - 1] in elide else a for i, a in enumerate(args)]
     return {"command": " ".join(["python", script, *args]), "commit": commit or "unknown",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()}",

@@ -88,8 +88,8 @@ def test_provenance_names_the_command_and_the_checkout_commit():
 
     root = Path(__file__).resolve().parents[1]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    short = provenance("benchmarks/x.py", ["DATA", "--seeds", "0"])
-    assert short["command"] == "python benchmarks/x.py DATA --seeds 0"
+    short = provenance("benchmarks/x.py", ["DATA", "--seeds", "0", "--note", "a long paragraph"])
+    assert short["command"] == "python benchmarks/x.py DATA --seeds 0 --note ..."
     full = provenance("scripts/y.py", [], full_commit=True)
     if head:  # a git checkout (CI clones one)
         assert full["commit"] == head and head.startswith(short["commit"]) and len(short["commit"]) < len(head)
