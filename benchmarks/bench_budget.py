@@ -87,6 +87,7 @@ def run_one(job: dict) -> dict:
         return json.loads(done.read_text())
     if done.exists():  # keep the training, redo the inference choice and the evaluation (after an inference change)
         res = json.loads(done.read_text())
+        recipe_inference(out / "run" / "last.pt")
         res.update(evaluate_run(out, Path(job["data"]), res["variant"]), tag=job.get("tag", ""))
         from plan_lite.utils import atomic_write_json
 
@@ -112,6 +113,24 @@ def run_one(job: dict) -> dict:
 
     atomic_write_json(done, res)
     return res
+
+
+def recipe_inference(checkpoint: Path) -> dict:
+    """``--recalibrate``: write the inference settings of today's ``CPU_RECIPE`` (its ``InferConfig`` keys, e.g.
+    ``patient_no_lesion``) into a checkpoint trained before they existed; returns what changed."""
+    from dataclasses import fields
+
+    from plan_lite.config import CPU_RECIPE, InferConfig
+    from plan_lite.engine.checkpoint import load_checkpoint, save_checkpoint
+
+    keys = {f.name for f in fields(InferConfig)}
+    state = load_checkpoint(checkpoint)
+    infer = state["config"].setdefault("infer", {})
+    changed = {k: v for k, v in CPU_RECIPE.items() if k in keys and infer.get(k) != v}
+    if changed:
+        infer.update(changed)
+        save_checkpoint(checkpoint, state)
+    return changed
 
 
 def evaluate_run(out: Path, data: Path, variant: str) -> dict:
@@ -185,7 +204,8 @@ def main(argv=None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (one torch thread each)")
     ap.add_argument("--table", help="also write the Markdown table (with provenance) here")
     ap.add_argument("--recalibrate", action="store_true",
-                    help="finished runs: keep the training, redo calibration, prediction and evaluation")
+                    help="finished runs: keep the training, take today's CPU_RECIPE inference settings, redo "
+                         "calibration, prediction and evaluation")
     ap.add_argument("--note", default="", help="a paragraph for the table file (what the rows are)")
     ap.add_argument("--keep", metavar="JSON", help="a previous table's .json: its runs stay in the table beside the "
                                                     "new ones (e.g. runs made before an inference change)")

@@ -324,6 +324,29 @@ def test_gate_lesions_keeps_what_the_pixel_branch_also_sees():
         assert set(np.unique(inst)) == {0, *kept}  # dropped lesions leave the instance map
 
 
+def test_no_lesion_patient_scores_rank_by_the_pixel_branch_inside_the_liver():
+    """A case without lesions (``patient_no_lesion="pixel"``): each patient output is 1 % of the highest summed
+    pixel probability of its labels inside the region; evidence outside the region does not count."""
+    from plan_lite.labels import PATIENT_GROUPS
+    from plan_lite.model.postprocess import NO_LESION_SCALE, no_lesion_patient_scores
+
+    pix = np.zeros((len(LESION_LABELS), 4, 6, 6), np.float32)
+    pix[0, 1, 2, 2] = 0.6  # hcc (7), inside the liver
+    pix[6, 1, 2, 2] = 0.3  # cyst (13), same voxel
+    pix[1, 3, 5, 5] = 0.9  # icc (8), outside the liver
+    liver = np.zeros((4, 6, 6), bool)
+    liver[:3, :4, :4] = True
+    groups = PATIENT_GROUPS["paper"]
+    names = [n for n, _ in groups]
+    got = dict(zip(names, no_lesion_patient_scores(pix, liver, groups)))
+    assert got["any_tumor"] == pytest.approx(NO_LESION_SCALE * 0.9)  # 0.6 + 0.3 at one voxel
+    assert got["malignant"] == pytest.approx(NO_LESION_SCALE * 0.6) and got["type_icc"] == 0.0
+    assert got["benign"] == pytest.approx(NO_LESION_SCALE * 0.3)
+    everywhere = dict(zip(names, no_lesion_patient_scores(pix, None, groups)))
+    assert everywhere["type_icc"] == pytest.approx(NO_LESION_SCALE * 0.9)
+    assert max(got.values()) <= NO_LESION_SCALE
+
+
 def test_retype_lesions_takes_each_lesions_type_from_the_chosen_source():
     from plan_lite.model.postprocess import retype_lesions
 

@@ -179,6 +179,31 @@ def test_pixel_agreement_drops_lesions_the_pixel_branch_does_not_see(odd_case, t
     assert ((label1 >= 7) <= (label0 >= 7)).all()
 
 
+def test_patient_scores_of_a_case_without_lesions(odd_case, tmp_path):
+    """``patient_no_lesion``: with no lesion kept the official rule scores every patient output 0; ``"pixel"``
+    gives small positive scores (at most 1 %) from the pixel branch; a case with lesions is scored the same
+    either way (the patient branch over its lesion voxels)."""
+    d, paths, _ = odd_case
+    img, lab = make_case(0, shape=(10, 30, 26), n_channels=3, group="tumor")
+    case = Case(img.astype(np.float32), lab, (3.0, 2.3, 1.7), ODD_AFFINE, "odd")
+    none = make_checkpoint(tmp_path / "none.pt", cases=[case], score_threshold=1.0)  # no query scores above 1
+    some = make_checkpoint(tmp_path / "some.pt", cases=[case], score_threshold=0.0)
+    got = {}
+    for name, ckpt in (("none", none), ("some", some)):
+        for rule in ("zero", "pixel"):
+            o = predict(ckpt, paths, tmp_path / f"{name}_{rule}", progress=False, patient_no_lesion=rule)
+            assert json.loads((o / "prediction.json").read_text())["patient_no_lesion"] == rule
+            got[name, rule] = (json.loads((o / "odd_nc_lesions.json").read_text())["lesions"],
+                               json.loads((o / "odd_nc_patient.json").read_text()))
+    assert got["none", "zero"][0] == [] and set(got["none", "zero"][1].values()) == {0.0}
+    pixel = got["none", "pixel"][1]
+    assert 0.0 < pixel["any_tumor"] <= 0.01 and all(0.0 <= v <= pixel["any_tumor"] for v in pixel.values())
+    assert got["some", "zero"][0] and got["some", "zero"] == got["some", "pixel"]
+    assert Predictor(some).patient_no_lesion == "zero"  # the official rule unless the config says otherwise
+    with pytest.raises(PlanLiteError, match="patient_no_lesion"):
+        Predictor(some, patient_no_lesion="mean")
+
+
 def test_lesion_type_source_changes_types_not_detections(odd_case, tmp_path):
     """``lesion_type`` (``cfg.infer`` or argument) retypes each predicted lesion as a whole from the pixel branch
     (or both branches); which voxels are lesions, the records and the patient scores stay the same."""

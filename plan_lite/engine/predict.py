@@ -18,7 +18,8 @@ Per case (book/design_decisions.md#dd-inference; book page "Paper vs code"):
    predicted liver unless ``keep_outside_liver``); voxels of dropped components get their best non-lesion class.
    Every setting defaults to the checkpoint's ``cfg.infer`` (what training validated with); arguments override.
 4. Patient score = mean of the stitched patient channels over voxels whose argmax is a lesion class, 0 if none
-   (PLAN ``nnunet/inference/post_process.py``). Without a patient branch:
+   (PLAN ``nnunet/inference/post_process.py``; ``infer.patient_no_lesion="pixel"``: 1 % of the pixel branch's
+   highest lesion probability in the liver instead of 0, ``postprocess.no_lesion_patient_scores``). Without a patient branch:
    ``min(1, lesion volume of the group / 245 mm^3)`` (the soft-label rule).
 5. ``plan_lite.data.preprocess.invert`` maps labels (and the instance map) back to the input grid; the label NIfTI is written
    with **the input's affine and shape**; lesion geometry (volume, radius, centre in world mm via the affine,
@@ -71,7 +72,8 @@ class Predictor:
                  max_liver_distance_mm: float | None = None, two_pass: bool = False, semantic: str | None = None,
                  lesion_decision: str | None = None, lesion_output: str | None = None,
                  score_threshold: float | None = None, lesion_type: str | None = None,
-                 pixel_agreement: float | None = None, instance_paint: str | None = None):
+                 pixel_agreement: float | None = None, instance_paint: str | None = None,
+                 patient_no_lesion: str | None = None):
         from plan_lite.engine.training_data import make_preprocessor
         from plan_lite.model.postprocess import INSTANCE_PAINTS, LESION_TYPE_SOURCES
 
@@ -112,7 +114,9 @@ class Predictor:
         self.lesion_type = pick(lesion_type, inf.lesion_type)
         self.pixel_agreement = float(pick(pixel_agreement, inf.pixel_agreement))
         self.instance_paint = pick(instance_paint, inf.instance_paint)
+        self.patient_no_lesion = pick(patient_no_lesion, inf.patient_no_lesion)
         for name, value, allowed in (("semantic", self.semantic, SEMANTIC_SOURCES),
+                                     ("patient_no_lesion", self.patient_no_lesion, ("zero", "pixel")),
                                      ("lesion_type", self.lesion_type, LESION_TYPE_SOURCES),
                                      ("instance_paint", self.instance_paint, INSTANCE_PAINTS),
                                      ("lesion_decision", self.lesion_decision, ("argmax", "merged")),
@@ -127,10 +131,11 @@ class Predictor:
         self.instance = self.lesion_output == "instance" and cfg.model.lesion_branch and self.stage >= 2
         # the pixel branch's 8 lesion-type channels, stitched when lesion types come from it or the instance output
         # is gated by it (every lesion's ``pixel_probability``), and nothing else holds them
-        self.pixel_types = ((self.lesion_type != "query" or self.instance) and self.semantic != "pixel"
-                            and cfg.model.lesion_branch and self.stage >= 2)
-        self.names = patient_output_names(cfg.model.patient_groups)
         self.has_patient = cfg.model.patient_branch and self.stage >= 2
+        self.pixel_types = ((self.lesion_type != "query" or self.instance
+                             or (self.has_patient and self.patient_no_lesion == "pixel"))
+                            and self.semantic != "pixel" and cfg.model.lesion_branch and self.stage >= 2)
+        self.names = patient_output_names(cfg.model.patient_groups)
 
     def settings(self) -> dict:
         """Where the weights come from (checkpoint, step, stage) and the inference settings used."""
@@ -140,7 +145,7 @@ class Predictor:
                 "score_threshold": self.score_threshold,
                 "mask_threshold": self.cfg.infer.mask_threshold, "instance_paint": self.instance_paint,
                 "overlap_threshold": self.cfg.infer.overlap_threshold, "pixel_agreement": self.pixel_agreement,
-                "overlap": self.overlap, "two_pass": self.two_pass,
+                "overlap": self.overlap, "two_pass": self.two_pass, "patient_no_lesion": self.patient_no_lesion,
                 "keep_outside_liver": self.max_dist is None, "min_volume_mm3": self.min_volume_mm3}
 
     # ------------------------------------------------------------------------------------------ network
@@ -215,6 +220,7 @@ class Predictor:
             gate_lesions,
             instance_labels,
             label_lesions,
+            no_lesion_patient_scores,
             retype_lesions,
         )
 
@@ -246,7 +252,13 @@ class Predictor:
         if out.shape[0] > first_patient:
             pat = out[first_patient:]
             mask = torch.from_numpy(lesion_vox)
-            scores = pat[:, mask].mean(1).tolist() if mask.any() else [0.0] * pat.shape[0]
+            if mask.any():
+                scores = pat[:, mask].mean(1).tolist()
+            elif self.patient_no_lesion == "pixel":  # rank lesion-free cases by the pixel branch, not a tie at 0
+                scores = no_lesion_patient_scores(pixel, label == LIVER_LABEL,
+                                                  PATIENT_GROUPS[self.cfg.model.patient_groups])
+            else:
+                scores = [0.0] * pat.shape[0]
         else:
             counts = np.bincount(label.ravel(), minlength=NUM_CLASSES)
             thr = self.cfg.voxels(self.cfg.loss.patient_size_threshold_mm3)
@@ -358,7 +370,8 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
             two_pass: bool = False, predictor: Predictor | None = None, semantic: str | None = None,
             lesion_decision: str | None = None, lesion_output: str | None = None,
             score_threshold: float | None = None, lesion_type: str | None = None,
-            pixel_agreement: float | None = None, instance_paint: str | None = None) -> Path:
+            pixel_agreement: float | None = None, instance_paint: str | None = None,
+            patient_no_lesion: str | None = None) -> Path:
     """Predict every input case into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     Every inference setting left at None comes from the checkpoint's ``cfg.infer`` (the settings training
@@ -374,6 +387,8 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
     ``instance_paint`` (instance output): ``"lesion"`` or ``"panoptic"`` (``postprocess.instance_inference``).
     ``pixel_agreement`` (instance output): drop lesions whose maximum pixel-branch lesion probability is below it
     (``plan_lite.model.postprocess.gate_lesions``; every lesion record carries its ``pixel_probability``).
+    ``patient_no_lesion`` (``"zero"`` or ``"pixel"``): the patient scores of a case without kept lesions
+    (``InferConfig.patient_no_lesion``).
     ``split`` (MSD folder input): one split name or several, e.g. ``("val", "test")`` so that the evaluation can
     choose the patient threshold on ``val`` before it is applied to ``test``.
     """
@@ -381,7 +396,7 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
                                   two_pass=two_pass, semantic=semantic, lesion_decision=lesion_decision,
                                   lesion_output=lesion_output, score_threshold=score_threshold,
                                   lesion_type=lesion_type, pixel_agreement=pixel_agreement,
-                                  instance_paint=instance_paint)
+                                  instance_paint=instance_paint, patient_no_lesion=patient_no_lesion)
     loaders = resolve_inputs(inputs if isinstance(inputs, (list, tuple)) else [inputs], pred.cfg.data.phases, split)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

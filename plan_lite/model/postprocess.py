@@ -293,6 +293,29 @@ def retype_lesions(label_map: np.ndarray, instances: np.ndarray, records: list[d
                  type_probs={LABEL_NAMES[k]: float(v) for k, v in zip(LESION_LABELS, d)})
 
 
+#: ``InferConfig.patient_no_lesion="pixel"``: a case without kept lesions scores this fraction of its pixel evidence
+NO_LESION_SCALE = 0.01
+
+
+def no_lesion_patient_scores(pixel_lesion, region: np.ndarray | None, groups, scale: float = NO_LESION_SCALE
+                             ) -> list[float]:
+    """Patient scores of a case where no lesion is kept (``InferConfig.patient_no_lesion="pixel"``).
+
+    ``pixel_lesion`` (8, D, H, W): the pixel branch's probabilities of the lesion labels 7-14 (numpy or torch);
+    ``region`` (D, H, W) bool: where to look (the predicted liver; None or empty: everywhere); ``groups``: the
+    ``labels.PATIENT_GROUPS`` entry of the model (output name, lesion labels). Each output scores ``scale`` x the
+    highest summed probability of its labels in the region: at most 1 % by default, so below the patient-branch
+    scores of cases with a lesion (the official rule gives all of them 0 and lets them tie), yet ordered by how near
+    the pixel branch came to calling a lesion.
+    """
+    pix = torch.as_tensor(pixel_lesion).float()
+    if region is not None and np.asarray(region).any():
+        pix = pix[:, torch.from_numpy(np.asarray(region, dtype=bool))]
+    else:
+        pix = pix.reshape(pix.shape[0], -1)
+    return [scale * float(pix[[k - FIRST_LESION for k in labels]].sum(0).max()) for _, labels in groups]
+
+
 def gate_lesions(instances: np.ndarray, records: list[dict], pixel_lesion, threshold: float) -> list[dict]:
     """Keep the lesions that the pixel branch also sees (``InferConfig.pixel_agreement``), in place on ``instances``.
 
