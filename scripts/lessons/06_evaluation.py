@@ -131,7 +131,7 @@ print(f"predicted the {' and '.join(splits)} splits in {time.time() - t:.0f} s i
 used = json.loads((pred_dir / "prediction.json").read_text())
 print("inference settings (from the checkpoint):")
 for k in ("step", "checkpoint_stage", "lesion_output", "score_threshold", "pixel_agreement", "instance_paint",
-          "semantic"):
+          "semantic", "patient_no_lesion"):
     print(f"  {k}: {used[k]}")
 
 # %% [markdown]
@@ -149,7 +149,10 @@ for k in ("step", "checkpoint_stage", "lesion_output", "score_threshold", "pixel
 #
 # - **patient**: the `any_tumor` score is thresholded at the value chosen on the **validation** split (Youden's J),
 #   then sensitivity on tumour patients and specificity on normal and on hard-negative subjects; AUCs for
-#   malignant, benign and each type.
+#   malignant, benign and each type. A patient's score is the patient branch's output averaged over the voxels
+#   of its predicted lesions; a case without a lesion scores 0 in the official code (`patient_no_lesion: zero`),
+#   or, with the CPU recipe (`pixel`), 1 % of the pixel branch's highest lesion probability in its liver, so that
+#   the lesion-free cases are ranked instead of tied at the bottom of the ROC.
 
 # %%
 metrics = evaluate_folders(data_path, pred_dir, cases_csv=data_path / "cases.csv", splits=(split,),
