@@ -158,8 +158,8 @@ class InferConfig:
     branch's highest probability of the output's lesion labels in the predicted liver
     (``postprocess.no_lesion_patient_scores``), below the scores of the cases with a lesion but ordered by how near
     the pixel branch came to one. After 10 CPU minutes the patient branch itself does not yet rank patients (AUC
-    0.51 from its output over the liver), so the tie decides much of the ROC (test AUC any tumour 0.82 -> 0.87;
-    benchmarks/results/bench_budget_cpu.md).
+    0.51 from its output over the liver), so the tie decides much of the ROC (test AUC any tumour 0.82 -> 0.86,
+    after 5 minutes 0.80 -> 0.88; benchmarks/results/bench_budget_cpu.md).
     """
 
     lesion_output: Literal["instance", "semantic"] = "instance"
@@ -462,7 +462,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 #   50 % 0.43; keeping the stage-1 optimizer raised the pixel loss from 1.73 to 2.66 over the first 60 stage-2
 #   steps, a fresh one with warm-up to 1.78;
 # * patient_no_lesion "pixel" (inference): a case without kept lesions is ranked by the pixel branch instead of
-#   tying at 0 (InferConfig; patient AUC any tumour after 10 CPU minutes 0.82 -> 0.87).
+#   tying at 0 (InferConfig; patient AUC any tumour after 10 CPU minutes 0.82 -> 0.86).
 CPU_RECIPE: dict[str, Any] = {
     "spacing": (5.0, 4.0, 4.0), "patch_size": (8, 48, 48), "fg_oversample": 0.33, "augment": False, "lr": 1e-2,
     "stage1_epochs": 1, "stage2_epochs": 1, "patient_start_epoch": 0, "stage2_warmup": 0.1,
