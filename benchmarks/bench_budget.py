@@ -87,8 +87,12 @@ def run_one(job: dict) -> dict:
         return json.loads(done.read_text())
     if done.exists():  # keep the training, redo the inference choice and the evaluation (after an inference change)
         res = json.loads(done.read_text())
-        recipe_inference(out / "run" / "last.pt")
-        res.update(evaluate_run(out, Path(job["data"]), res["variant"]), tag=job.get("tag", ""))
+        changed = recipe_inference(out / "run" / "last.pt")
+        # the lesion operating point depends on the weights and the lesion settings only: a change of the patient
+        # scores alone keeps the calibration that is already in the checkpoint
+        keep = set(changed) <= PATIENT_ONLY and (out / "run" / "calibration_last.json").exists()
+        res.update(evaluate_run(out, Path(job["data"]), res["variant"], calibrate=not keep,
+                                calibration_s=res.get("calibration_s")), tag=job.get("tag", ""))
         from plan_lite.utils import atomic_write_json
 
         atomic_write_json(done, res)
@@ -133,15 +137,26 @@ def recipe_inference(checkpoint: Path) -> dict:
     return changed
 
 
-def evaluate_run(out: Path, data: Path, variant: str) -> dict:
-    """Choose the inference settings on val (``calibrate_checkpoint``), predict val + test, evaluate test."""
+#: ``InferConfig`` keys that change the patient scores only (``--recalibrate`` keeps the lesion calibration)
+PATIENT_ONLY = {"patient_no_lesion", "patient_readout"}
+
+
+def evaluate_run(out: Path, data: Path, variant: str, calibrate: bool = True, calibration_s: float | None = None
+                 ) -> dict:
+    """Choose the inference settings on val (``calibrate_checkpoint``), predict val + test, evaluate test.
+    ``calibrate=False``: keep the checkpoint's calibration (``calibration_last.json``; its time ``calibration_s``)."""
     from plan_lite.engine.calibrate import calibrate_checkpoint
     from plan_lite.engine.predict import predict
     from plan_lite.metrics import bootstrap_intervals, evaluate_folders, marked_liver_fraction
 
     t0 = time.time()
-    calib = calibrate_checkpoint(out / "run" / "last.pt", data)  # the lesion score threshold, chosen on val
-    calib_s = time.time() - t0
+    if calibrate:
+        calib = calibrate_checkpoint(out / "run" / "last.pt", data)  # the lesion score threshold, chosen on val
+        calib_s = time.time() - t0
+    else:
+        path = out / "run" / "calibration_last.json"
+        calib = json.loads(path.read_text()) if path.exists() else {}
+        calib_s = calibration_s
     t0 = time.time()
     predict(out / "run" / "last.pt", [data], out / "pred", progress=False, split=("val", "test"))
     predict_s = time.time() - t0

@@ -347,6 +347,25 @@ def test_no_lesion_patient_scores_rank_by_the_pixel_branch_inside_the_liver():
     assert max(got.values()) <= NO_LESION_SCALE
 
 
+def test_lesion_patient_scores_take_the_best_lesion_weighted_by_its_type_share():
+    """``patient_readout="lesion"``: each output is the highest, over the lesions, of the lesion's probability times
+    the share of its type probabilities on the output's labels; outputs no lesion speaks for score 0."""
+    from plan_lite.labels import PATIENT_GROUPS
+    from plan_lite.model.postprocess import lesion_patient_scores
+
+    recs = [{"label": 7, "probability": 0.8, "type_probs": {"hcc": 0.6, "cyst": 0.2}},  # 75 % hcc, 25 % cyst
+            {"label": 13, "probability": 0.4, "type_probs": {"cyst": 0.5}}]
+    groups = PATIENT_GROUPS["paper"]
+    got = dict(zip([n for n, _ in groups], lesion_patient_scores(recs, groups)))
+    assert got["any_tumor"] == pytest.approx(0.8)  # the best lesion, whatever its type
+    assert got["malignant"] == pytest.approx(0.8 * 0.75) and got["type_hcc"] == pytest.approx(0.6)
+    assert got["type_cyst"] == pytest.approx(0.4)  # the cyst (0.4 x 1) beats the hcc's cyst share (0.8 x 0.25)
+    assert got["benign"] == pytest.approx(0.4) and got["type_icc"] == 0.0
+    code = dict(zip([n for n, _ in PATIENT_GROUPS["code"]], lesion_patient_scores(recs[1:], PATIENT_GROUPS["code"])))
+    assert code["any_tumor"] == 0.0  # the official groups leave cysts out of "any tumour"
+    assert lesion_patient_scores([], groups) == [0.0] * len(groups)
+
+
 def test_retype_lesions_takes_each_lesions_type_from_the_chosen_source():
     from plan_lite.model.postprocess import retype_lesions
 

@@ -204,6 +204,37 @@ def test_patient_scores_of_a_case_without_lesions(odd_case, tmp_path):
         Predictor(some, patient_no_lesion="mean")
 
 
+def test_patient_readout_mixes_the_patient_branch_and_the_kept_lesions(odd_case, tmp_path):
+    """``patient_readout``: ``"lesion"`` scores "any tumour" by the best kept lesion's probability, ``"fused"`` is the
+    mean of that and the official patient-branch readout, for every output; the lesions themselves do not change,
+    and a case without kept lesions follows ``patient_no_lesion`` whatever the readout."""
+    d, paths, _ = odd_case
+    img, lab = make_case(0, shape=(10, 30, 26), n_channels=3, group="tumor")
+    case = Case(img.astype(np.float32), lab, (3.0, 2.3, 1.7), ODD_AFFINE, "odd")
+    some = make_checkpoint(tmp_path / "some.pt", cases=[case], score_threshold=0.0)
+    none = make_checkpoint(tmp_path / "none.pt", cases=[case], score_threshold=1.0)
+    got = {}
+    for name, ckpt in (("some", some), ("none", none)):
+        for readout in ("patient", "lesion", "fused"):
+            o = predict(ckpt, paths, tmp_path / f"{name}_{readout}", progress=False, patient_readout=readout,
+                        patient_no_lesion="pixel")
+            assert json.loads((o / "prediction.json").read_text())["patient_readout"] == readout
+            got[name, readout] = (json.loads((o / "odd_nc_lesions.json").read_text())["lesions"],
+                                  json.loads((o / "odd_nc_patient.json").read_text()))
+    lesions = got["some", "patient"][0]
+    assert lesions and got["some", "lesion"][0] == lesions == got["some", "fused"][0]
+    official, from_lesions, fused = (got["some", r][1] for r in ("patient", "lesion", "fused"))
+    assert from_lesions["any_tumor"] == pytest.approx(max(les["probability"] for les in lesions), abs=1e-6)
+    assert from_lesions != official
+    for k in official:
+        assert fused[k] == pytest.approx(0.5 * (official[k] + from_lesions[k]), abs=1e-6)
+    assert got["none", "patient"][1] == got["none", "lesion"][1] == got["none", "fused"][1]
+    assert 0.0 < got["none", "patient"][1]["any_tumor"] <= 0.01
+    assert Predictor(some).patient_readout == "patient"  # the paper's readout unless the config says otherwise
+    with pytest.raises(PlanLiteError, match="patient_readout"):
+        Predictor(some, patient_readout="max")
+
+
 def test_lesion_type_source_changes_types_not_detections(odd_case, tmp_path):
     """``lesion_type`` (``cfg.infer`` or argument) retypes each predicted lesion as a whole from the pixel branch
     (or both branches); which voxels are lesions, the records and the patient scores stay the same."""

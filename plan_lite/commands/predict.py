@@ -41,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--patient-no-lesion", choices=("zero", "pixel"),
                    help="patient scores of a case without lesions: 0 (official), or 1 %% of the pixel branch's "
                         "highest lesion probability in the liver")
+    g.add_argument("--patient-readout", choices=("patient", "lesion", "fused"),
+                   help="patient scores of a case with lesions: the patient branch over the lesion voxels "
+                        "(paper), the highest lesion score, or their mean")
     g.add_argument("--overlap", type=float, help="sliding-window overlap")
     p.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
                   two_pass=args.two_pass, semantic=args.semantic, lesion_decision=args.lesion_decision,
                   lesion_output=args.lesion_output, score_threshold=args.score_threshold,
                   lesion_type=args.lesion_type, pixel_agreement=args.pixel_agreement,
-                  instance_paint=args.instance_paint, patient_no_lesion=args.patient_no_lesion)
+                  instance_paint=args.instance_paint, patient_no_lesion=args.patient_no_lesion,
+                  patient_readout=args.patient_readout)
     import json
 
     used = json.loads((out / "prediction.json").read_text())
@@ -63,5 +67,6 @@ def run(args: argparse.Namespace) -> int:
            else f"lesion_output=semantic, lesion_decision={used['lesion_decision']}")
     print(f"predictions: {out} (checkpoint step {used['step']}, stage {used['checkpoint_stage']}; inference: "
           f"{how}, semantic={used['semantic']}, lesion_type={used['lesion_type']}, "
-          f"patient_no_lesion={used['patient_no_lesion']}; settings in prediction.json)")
+          f"patient_no_lesion={used['patient_no_lesion']}, patient_readout={used['patient_readout']}; settings in "
+          f"prediction.json)")
     return 0

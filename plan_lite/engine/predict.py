@@ -19,7 +19,9 @@ Per case (book/design_decisions.md#dd-inference; book page "Paper vs code"):
    Every setting defaults to the checkpoint's ``cfg.infer`` (what training validated with); arguments override.
 4. Patient score = mean of the stitched patient channels over voxels whose argmax is a lesion class, 0 if none
    (PLAN ``nnunet/inference/post_process.py``; ``infer.patient_no_lesion="pixel"``: 1 % of the pixel branch's
-   highest lesion probability in the liver instead of 0, ``postprocess.no_lesion_patient_scores``). Without a patient branch:
+   highest lesion probability in the liver instead of 0, ``postprocess.no_lesion_patient_scores``;
+   ``infer.patient_readout="lesion"`` / ``"fused"``: the highest kept-lesion score of the output's labels / the mean
+   of both, ``postprocess.lesion_patient_scores``). Without a patient branch:
    ``min(1, lesion volume of the group / 245 mm^3)`` (the soft-label rule).
 5. ``plan_lite.data.preprocess.invert`` maps labels (and the instance map) back to the input grid; the label NIfTI is written
    with **the input's affine and shape**; lesion geometry (volume, radius, centre in world mm via the affine,
@@ -73,9 +75,9 @@ class Predictor:
                  lesion_decision: str | None = None, lesion_output: str | None = None,
                  score_threshold: float | None = None, lesion_type: str | None = None,
                  pixel_agreement: float | None = None, instance_paint: str | None = None,
-                 patient_no_lesion: str | None = None):
+                 patient_no_lesion: str | None = None, patient_readout: str | None = None):
         from plan_lite.engine.training_data import make_preprocessor
-        from plan_lite.model.postprocess import INSTANCE_PAINTS, LESION_TYPE_SOURCES
+        from plan_lite.model.postprocess import INSTANCE_PAINTS, LESION_TYPE_SOURCES, PATIENT_READOUTS
 
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if checkpoint is not None:
@@ -115,8 +117,10 @@ class Predictor:
         self.pixel_agreement = float(pick(pixel_agreement, inf.pixel_agreement))
         self.instance_paint = pick(instance_paint, inf.instance_paint)
         self.patient_no_lesion = pick(patient_no_lesion, inf.patient_no_lesion)
+        self.patient_readout = pick(patient_readout, inf.patient_readout)
         for name, value, allowed in (("semantic", self.semantic, SEMANTIC_SOURCES),
                                      ("patient_no_lesion", self.patient_no_lesion, ("zero", "pixel")),
+                                     ("patient_readout", self.patient_readout, PATIENT_READOUTS),
                                      ("lesion_type", self.lesion_type, LESION_TYPE_SOURCES),
                                      ("instance_paint", self.instance_paint, INSTANCE_PAINTS),
                                      ("lesion_decision", self.lesion_decision, ("argmax", "merged")),
@@ -146,6 +150,7 @@ class Predictor:
                 "mask_threshold": self.cfg.infer.mask_threshold, "instance_paint": self.instance_paint,
                 "overlap_threshold": self.cfg.infer.overlap_threshold, "pixel_agreement": self.pixel_agreement,
                 "overlap": self.overlap, "two_pass": self.two_pass, "patient_no_lesion": self.patient_no_lesion,
+                "patient_readout": self.patient_readout,
                 "keep_outside_liver": self.max_dist is None, "min_volume_mm3": self.min_volume_mm3}
 
     # ------------------------------------------------------------------------------------------ network
@@ -216,10 +221,12 @@ class Predictor:
         from plan_lite.data.preprocess import invert
         from plan_lite.model.postprocess import (
             INSTANCE_CHANNELS,
+            channel_argmax,
             decide_labels,
             gate_lesions,
             instance_labels,
             label_lesions,
+            lesion_patient_scores,
             no_lesion_patient_scores,
             retype_lesions,
         )
@@ -247,16 +254,20 @@ class Predictor:
             records = gate_lesions(inst, records, pixel.sum(0), agree)
         dropped = lesion_vox & (inst == 0)
         if dropped.any():
-            label[dropped] = out[:first].argmax(0).numpy()[dropped]
+            label[dropped] = channel_argmax(out[:first]).numpy()[dropped]
             lesion_vox = lesion_vox & ~dropped
         if out.shape[0] > first_patient:
             pat = out[first_patient:]
             mask = torch.from_numpy(lesion_vox)
-            if mask.any():
+            groups = PATIENT_GROUPS[self.cfg.model.patient_groups]
+            if mask.any():  # InferConfig.patient_readout: the patient branch, the kept lesions, or their mean
                 scores = pat[:, mask].mean(1).tolist()
+                if self.patient_readout != "patient":
+                    from_lesions = lesion_patient_scores(records, groups)
+                    scores = (from_lesions if self.patient_readout == "lesion"
+                              else [0.5 * (a + b) for a, b in zip(scores, from_lesions)])
             elif self.patient_no_lesion == "pixel":  # rank lesion-free cases by the pixel branch, not a tie at 0
-                scores = no_lesion_patient_scores(pixel, label == LIVER_LABEL,
-                                                  PATIENT_GROUPS[self.cfg.model.patient_groups])
+                scores = no_lesion_patient_scores(pixel, label == LIVER_LABEL, groups)
             else:
                 scores = [0.0] * pat.shape[0]
         else:
@@ -371,7 +382,7 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
             lesion_decision: str | None = None, lesion_output: str | None = None,
             score_threshold: float | None = None, lesion_type: str | None = None,
             pixel_agreement: float | None = None, instance_paint: str | None = None,
-            patient_no_lesion: str | None = None) -> Path:
+            patient_no_lesion: str | None = None, patient_readout: str | None = None) -> Path:
     """Predict every input case into ``out_dir`` (see the module docstring); returns ``out_dir``.
 
     Every inference setting left at None comes from the checkpoint's ``cfg.infer`` (the settings training
@@ -388,7 +399,8 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
     ``pixel_agreement`` (instance output): drop lesions whose maximum pixel-branch lesion probability is below it
     (``plan_lite.model.postprocess.gate_lesions``; every lesion record carries its ``pixel_probability``).
     ``patient_no_lesion`` (``"zero"`` or ``"pixel"``): the patient scores of a case without kept lesions
-    (``InferConfig.patient_no_lesion``).
+    (``InferConfig.patient_no_lesion``); ``patient_readout`` (``"patient"``, ``"lesion"`` or ``"fused"``): those of
+    a case with kept lesions (``InferConfig.patient_readout``).
     ``split`` (MSD folder input): one split name or several, e.g. ``("val", "test")`` so that the evaluation can
     choose the patient threshold on ``val`` before it is applied to ``test``.
     """
@@ -396,7 +408,8 @@ def predict(checkpoint, inputs, out_dir, progress: bool = True, split=None,
                                   two_pass=two_pass, semantic=semantic, lesion_decision=lesion_decision,
                                   lesion_output=lesion_output, score_threshold=score_threshold,
                                   lesion_type=lesion_type, pixel_agreement=pixel_agreement,
-                                  instance_paint=instance_paint, patient_no_lesion=patient_no_lesion)
+                                  instance_paint=instance_paint, patient_no_lesion=patient_no_lesion,
+                                  patient_readout=patient_readout)
     loaders = resolve_inputs(inputs if isinstance(inputs, (list, tuple)) else [inputs], pred.cfg.data.phases, split)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

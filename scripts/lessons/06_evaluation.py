@@ -131,7 +131,7 @@ print(f"predicted the {' and '.join(splits)} splits in {time.time() - t:.0f} s i
 used = json.loads((pred_dir / "prediction.json").read_text())
 print("inference settings (from the checkpoint):")
 for k in ("step", "checkpoint_stage", "lesion_output", "score_threshold", "pixel_agreement", "instance_paint",
-          "semantic", "patient_no_lesion"):
+          "semantic", "patient_readout", "patient_no_lesion"):
     print(f"  {k}: {used[k]}")
 
 # %% [markdown]
@@ -149,8 +149,10 @@ for k in ("step", "checkpoint_stage", "lesion_output", "score_threshold", "pixel
 #
 # - **patient**: the `any_tumor` score is thresholded at the value chosen on the **validation** split (Youden's J),
 #   then sensitivity on tumour patients and specificity on normal and on hard-negative subjects; AUCs for
-#   malignant, benign and each type. A patient's score is the patient branch's output averaged over the voxels
-#   of its predicted lesions; a case without a lesion scores 0 in the official code (`patient_no_lesion: zero`),
+#   malignant, benign and each type. In the paper a patient's score is the patient branch's output averaged over
+#   the voxels of its predicted lesions (`patient_readout: patient`); the CPU recipe takes the mean of that and
+#   the highest score of the kept lesions (`fused`), because after a few CPU minutes the patient branch alone
+#   hardly ranks patients yet. A case without a lesion scores 0 in the official code (`patient_no_lesion: zero`),
 #   or, with the CPU recipe (`pixel`), 1 % of the pixel branch's highest lesion probability in its liver, so that
 #   the lesion-free cases are ranked instead of tied at the bottom of the ROC.
 
