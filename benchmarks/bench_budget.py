@@ -192,17 +192,48 @@ def _pct(v, ci=None) -> str:
 
 
 def table(results: list[dict]) -> str:
-    head = ["cohort", "variant", "CPU min", "steps", "pixel agr.", "chance", *KEYS]
+    head = ["cohort", "variant", "seed", "CPU min", "steps", "pixel agr.", "chance", *KEYS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for res in sorted(results, key=lambda r: (r["cohort"], r["steps"], r["variant"])):
         vals, ci = row_values(res), res.get("ci95", {})
         inf = res.get("inference", {})
         agree = f"{inf.get('pixel_agreement', 0.0):g}" if inf.get("lesion_output") == "instance" else "-"
-        cells = [res["cohort"], res["variant"] + res.get("tag", ""), f"{res['train_cpu_s'] / 60:.1f}", str(res["steps"]), agree,
-                 _pct(res["chance_recall"])]
+        cells = [res["cohort"], res["variant"] + res.get("tag", ""), str(res.get("seed", 0)),
+                 f"{res['train_cpu_s'] / 60:.1f}", str(res["steps"]), agree, _pct(res["chance_recall"])]
         cells += [_pct(vals.get(k), ci.get(k)) for k in KEYS]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+#: the columns of ``seed_table``
+SEED_KEYS = ("recall_>=10", "recall", "precision", "f1", "auc_any_tumor", "specificity_normal", "sensitivity")
+
+
+def seed_table(results: list[dict]) -> str:
+    """Mean +- standard deviation over seeds of the runs that share cohort, variant (with tag) and budget, for the
+    settings run with more than one seed ('' when there is none): how much of a difference between two rows of
+    ``table`` is the seed."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for res in results:
+        budget = res.get("minutes") or res["steps"]
+        groups.setdefault((res["cohort"], res["variant"] + res.get("tag", ""), budget), []).append(res)
+    head = ["cohort", "variant", "budget", "seeds", "steps", *SEED_KEYS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (cohort, variant, budget), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        if len({r.get("seed", 0) for r in runs}) < 2:
+            continue
+        vals = [row_values(r) for r in runs]
+        cells = [cohort, variant, f"{budget:g} min" if runs[0].get("minutes") else f"{budget} steps",
+                 ", ".join(str(r.get("seed", 0)) for r in runs),
+                 f"{np.mean([r['steps'] for r in runs]):.0f}"]
+        for k in SEED_KEYS:
+            xs = [v.get(k) for v in vals]
+            xs = [100 * x for x in xs if x is not None and x == x]
+            cells.append(f"{np.mean(xs):.0f} ± {np.std(xs, ddof=1):.0f}" if len(xs) > 1 else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def main(argv=None) -> int:
@@ -256,6 +287,9 @@ def main(argv=None) -> int:
     if args.keep:
         results = json.loads(Path(args.keep).read_text()) + results
     text = table(results)
+    seeds = seed_table(results)
+    if seeds:
+        text += "\n\nOver seeds (mean ± SD in %; the runs of the table above that differ only by the seed):\n\n" + seeds
     print(text)
     if args.table:
         from plan_lite.utils import provenance
