@@ -258,6 +258,24 @@ def test_best_checkpoint_comes_from_the_final_stage(small_ds, tmp_path, monkeypa
     assert best["stage"] == 2 and best["step"] == 5 and rec["stage"] == 2 and rec["score"] == pytest.approx(0.5)
 
 
+def test_best_checkpoint_ties_go_to_the_later_step(small_ds, tmp_path, monkeypatch):
+    """Equal validation scores (a short run scoring 0 at every validation) keep the longer-trained checkpoint, so
+    best.pt is last.pt and one calibration serves both; a strictly lower later score does not replace the best."""
+    import json
+
+    import plan_lite.engine.train as train_mod
+
+    scores = {3: 0.2, 4: 0.0, 5: 0.0, 6: 0.0}
+    monkeypatch.setattr(train_mod, "_validate", lambda *a: scores.get(a[6], 0.0) if a[7] == 2 else 1.0)
+    cfg = tiny_cfg(val_every=1, stage1_epochs=1, stage2_epochs=2, augment=False)  # stage 2 = steps 3-6
+    run = train(small_ds, cfg, tmp_path / "run", max_steps=6, progress=False, calibrate=False)
+    rec = json.loads((run / "best.json").read_text())
+    assert rec["step"] == 3 and rec["score"] == pytest.approx(0.2)  # 0.2 beats the later zeros
+    scores[3] = 0.0
+    run = train(small_ds, cfg, tmp_path / "run0", max_steps=6, progress=False, calibrate=False)
+    assert json.loads((run / "best.json").read_text())["step"] == 6  # all zero: the last one
+
+
 def test_best_is_last_without_a_final_stage_validation(small_ds, tmp_path):
     import json
 

@@ -244,8 +244,9 @@ def train(dataset_dir, cfg: PlanConfig, out_dir, max_steps: int | None = None, m
                 if validate and at_val and info.is_main and val_ids:
                     score = _validate(model, cfg, stats, dataset_dir, val_ids, out, step, stage)
                     # only checkpoints of the final stage compete: a stage-1 score of a model with a lesion
-                    # branch measures an untrained lesion branch, so it is not comparable
-                    if stage == final_stage and score > best:
+                    # branch measures an untrained lesion branch, so it is not comparable; on a tie the later
+                    # (longer-trained) checkpoint wins, e.g. when a short run's val score is 0 throughout
+                    if stage == final_stage and score >= best:
                         best = score
                         _save(out / "best.pt", model, optimizer, scaler, sampler, sched, step, stage, cfg, stats,
                               best)

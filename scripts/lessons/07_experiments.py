@@ -403,11 +403,12 @@ else:
 # (44 → 49 %), and the recall of lesions of radius >= 10 mm from 64 ± 13 % to 78 ± 8 % at that precision; chance
 # stays at 2 %. Panoptic painting alone gives +11.3 ± 3.7 (50.2 %); with the agreement the two paintings are level
 # (62.1 ± 0.6 against 62.4 ± 3.3: the agreement already removes what panoptic painting removes), so the default
-# painting stays `"lesion"`, which also works after lesson 5's 1,200 steps, where panoptic painting finds nothing.
+# painting stays `"lesion"`, which also works after 1,200 steps, where panoptic painting finds nothing.
 # PLAN's output is now well above the pixel-only baseline at the same step count (44.0 ± 2.0 % in the DCE table)
 # and at the same CPU time (the budget benchmark, 84 test cases: PLAN 60 % against 47 % at 10 CPU minutes). What it does not change: the patient
 # AUC (any tumour 78 ± 3 % with or without the agreement under the official rule that scores a case without
-# lesions 0; 86 % in the budget benchmark with `patient_no_lesion="pixel"`; goal 90 %), type accuracy (18 %) and, within its spread,
+# lesions 0; 89 ± 2 % over three seeds in the budget benchmark with the CPU recipe's patient readouts, `fused` and
+# `patient_no_lesion="pixel"`; goal 90 %), type accuracy (18 %) and, within its spread,
 # the recall of lesions of radius >= 10 mm (goal 80 % at precision 70 %: seeds 0 and 1 reach it, seed 2 does not).
 # The other Table-4 variants were not re-evaluated, so the component comparisons above hold for the old output.
 # A class-loss weight of 5 (`w_class=5`) gave 62 % with the agreement on seed 0, like the paper's weight 2, so the
