@@ -181,6 +181,8 @@ if trained_here:
 # agreement can. When the run chose an agreement above 0, the table also shows the same output without it.
 
 # %%
+from scipy.stats import binom  # noqa: E402
+
 from plan_lite.metrics import marked_liver_fraction, recall_from_bins  # noqa: E402
 
 
@@ -191,7 +193,8 @@ def summary(name, m, pdir):
     return {"model / output": name, "recall": r, "precision": p, "F1": f1,
             "recall r>=10 mm": recall_from_bins(les.get("recall_by_radius") or {}), "Dice": m["pixel"].get("dice"),
             "AUC any tumour": pat.get("auc_any_tumor"), "specificity (normal)": pat.get("specificity_normal"),
-            "chance": marked_liver_fraction(data_path, pdir, cases=list(m["per_case"]))}
+            "chance": marked_liver_fraction(data_path, pdir, cases=list(m["per_case"])),
+            "found": les.get("tp", 0), "lesions": les.get("tp", 0) + les.get("fn", 0)}
 
 
 rows = [summary(f"this run: {used['lesion_output']} output (score threshold {used['score_threshold']:g}, "
@@ -220,14 +223,19 @@ def cell(v):
     return "-" if v is None else f"{100 * v:.0f}" if isinstance(v, float) else str(v)
 
 
-head = list(rows[0])
+head = [k for k in rows[0] if k not in ("found", "lesions")]
 table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 table += ["| " + " | ".join(cell(r[k]) for k in head) + " |" for r in rows]
 display(Markdown(f"**{split} split, values in %.**\n\n" + "\n".join(table)))
 r0 = rows[0]
-if r0["recall"] and r0["recall"] > 3 * max(r0["chance"], 1e-3):
-    verdict = (f"This run's lesion branch finds {100 * r0['recall']:.0f} % of the lesions while marking "
-               f"{100 * r0['chance']:.1f} % of the liver: {r0['recall'] / max(r0['chance'], 1e-3):.0f} x chance.")
+# how likely random marking of the same fraction of the liver would find at least as many lesions (binomial)
+p_chance = float(binom.sf(r0["found"] - 1, r0["lesions"], min(max(r0["chance"], 1e-3), 1.0))) if r0["found"] else 1.0
+if r0["recall"] and r0["recall"] > 3 * max(r0["chance"], 1e-3) and p_chance < 0.05:
+    verdict = (f"This run's lesion branch finds {r0['found']} of {r0['lesions']} lesions "
+               f"({100 * r0['recall']:.0f} %) while marking {100 * r0['chance']:.1f} % of the liver: "
+               f"{r0['recall'] / max(r0['chance'], 1e-3):.0f} x chance. Random marking of that fraction would find "
+               f"about {r0['lesions'] * r0['chance']:.1f} of them, and as many as {r0['found']} with probability "
+               f"{p_chance:.1g} (binomial).")
 else:
     verdict = ("This run's lesion branch is **not clearly above chance**: its numbers are not a result. Train "
                "longer in lesson 5 (`max_steps = 3000`) or read the reference model's row.")
