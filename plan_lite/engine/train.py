@@ -19,7 +19,8 @@
 * Rank 0 writes ``config.json``, ``log.jsonl`` (one line per step; ``time`` = wall and ``cpu`` = process CPU
   seconds since this call's loop started), ``val.jsonl``, ``last.pt`` and ``best.pt``
   with ``best.json`` (its step, stage and score). Only validations of the final stage (stage 2, or stage 1 for
-  ``pixel_only``) compete for ``best.pt``; without one, ``best.pt`` is the last checkpoint.
+  ``pixel_only``) compete for ``best.pt`` (on a tie the later one wins); without one, ``best.pt`` is the last
+  checkpoint.
 
 Multi-GPU: ``torchrun --nproc_per_node=4 -m plan_lite.cli train DATA --preset paper --out runs/paper``
 (``plan_lite.engine.distributed``).
