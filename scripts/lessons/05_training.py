@@ -243,10 +243,12 @@ print(json.dumps(metrics, indent=2))
 #   83 ± 15 % of those of radius >= 10 mm, lesion F1 64 ± 4 % against 47 % for the pixel-only baseline at the same
 #   CPU time, patient AUC (any tumour) 89 ± 2 %; seed 0 after 5 minutes F1 49 % (precision 98 %), after 2.5 minutes
 #   35 %, where the pixel-only baseline (39 %) is still ahead. The reference model (16,000 steps, its agreement off)
-#   finds 61 % at 53 % precision on its own test split. A run of this lesson varies: floating-point sums differ
-#   between runs and machines, and 1,500 steps on 30 training cases are early in the training. Measured on a
-#   2-core machine, lesion F1 on lesson 6's 12 test cases (27 lesions): 42 % and 18 % in two runs of 1,500 steps
-#   (8 and 3 lesions found at precision 73 and 50 %), 11 % and 24 % in two of 1,200. Try `max_steps = 3000` and
+#   finds 61 % at 53 % precision on its own test split. A run of this lesson varies: with one torch thread it
+#   repeats exactly on one machine (the book build), but floating-point sums differ with the thread count and
+#   between machines, and 1,500 steps on 30 training cases are early in the training. Measured on a
+#   2-core machine, lesion F1 on lesson 6's 12 test cases (27 lesions): 42 % with two threads and 18 % in the
+#   book build (one thread) after 1,500 steps (8 and 3 lesions found at precision 73 and 50 %), 11 % and 24 % in two
+#   runs of 1,200. Try `max_steps = 3000` and
 #   compare lesson 6's table.
 # - `stage2_warmup = 0` and `stage2_optimizer = "continue"` (add them to the overrides): the pixel loss jumps at
 #   the stage switch (measured 1.73 -> 2.66 over the first 60 stage-2 steps, against 1.78 with the recipe).
