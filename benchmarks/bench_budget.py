@@ -88,9 +88,9 @@ def run_one(job: dict) -> dict:
     if done.exists():  # keep the training, redo the inference choice and the evaluation (after an inference change)
         res = json.loads(done.read_text())
         changed = recipe_inference(out / "run" / "last.pt")
-        # the lesion operating point depends on the weights and the lesion settings only: a change of the patient
-        # scores alone keeps the calibration that is already in the checkpoint
-        keep = set(changed) <= PATIENT_ONLY and (out / "run" / "calibration_last.json").exists()
+        # the lesion operating point depends on the weights and the lesion settings only: when the recipe changed
+        # the patient scores alone, the calibration already in the checkpoint stays; otherwise it is redone
+        keep = bool(changed) and set(changed) <= PATIENT_ONLY and (out / "run" / "calibration_last.json").exists()
         res.update(evaluate_run(out, Path(job["data"]), res["variant"], calibrate=not keep,
                                 calibration_s=res.get("calibration_s")), tag=job.get("tag", ""))
         from plan_lite.utils import atomic_write_json

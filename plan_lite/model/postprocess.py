@@ -342,7 +342,7 @@ def lesion_patient_scores(records: list[dict], groups) -> list[float]:
         names = {LABEL_NAMES[k] for k in labels}
         best = 0.0
         for r in records:
-            tp = r.get("type_probs") or {LABEL_NAMES[int(r["label"])]: 1.0}
+            tp = r["type_probs"]
             total = sum(tp.values())
             share = sum(v for k, v in tp.items() if k in names) / total if total > 0 else 0.0
             best = max(best, float(r["probability"]) * share)
